@@ -1,0 +1,430 @@
+"""The config schema (structured dataclasses in Hydra's ConfigStore) and its composition.
+
+`compose_config` turns CLI overrides into a validated `JoulebenchConfig`. Every way a user can
+get the config wrong (unknown key, wrong type, bad value, missing group option, bad override
+syntax) becomes one `ConfigError` with a one-line fix, never a Hydra traceback.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+from harness.errors import ConfigError
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+PRIMARY_CONFIG = "joulebench"
+
+
+@dataclass
+class ModelConfig:
+    kind: str = "dense"  # dense | moe
+    vocab_size: int = 64
+    d_model: int = 64
+    n_layers: int = 2
+    n_heads: int = 4
+    d_ff: int = 256
+    seq_len: int = 64
+    norm: str = "rmsnorm"  # rmsnorm | layernorm
+    positions: str = "rope"  # rope | learned
+    tie_embeddings: bool = True
+    init_std: float = 0.02
+
+
+@dataclass
+class DataConfig:
+    kind: str = "synthetic"  # synthetic | text | bin
+    seed: int = 1234
+    path: str | None = None  # text file or nanoGPT-style .bin for kind=text|bin
+    dtype: str = "uint16"  # token dtype of a .bin file: uint16 | uint32
+    train_tokens: int = 1_000_000
+    eval_tokens: int = 65_536
+    # synthetic corpus: an order-1 Markov language with a computable entropy floor
+    successors: int = 4
+    concentration: float = 0.5
+
+
+@dataclass
+class OptimConfig:
+    name: str = "adamw"
+    lr: float = 3e-3
+    min_lr_ratio: float = 0.1
+    lr_warmup_steps: int = 20
+    schedule: str = "cosine"  # cosine | constant
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.95
+    grad_clip: float = 1.0
+
+
+@dataclass
+class TargetConfig:
+    metric: str = "eval_loss"
+    threshold: float = MISSING
+    direction: str = "lower"  # lower | higher
+    note: str = ""  # how the threshold was calibrated
+
+
+@dataclass
+class BenchmarkConfig:
+    name: str = MISSING
+    version: str = "1"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    target: TargetConfig = field(default_factory=TargetConfig)
+    global_batch: int = 16
+    max_steps: int = 1000
+    warmup_steps: int = 5  # untimed, unmetered; model state is restored afterwards
+    window_steps: int = 10  # steps per metered window (k)
+    eval_every_steps: int = 50  # must be a multiple of window_steps
+    eval_batches: int = 4
+
+
+@dataclass
+class FrameworkConfig:
+    name: str = "torch"
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    precision: str = "auto"  # auto (bf16 on GPU, fp32 on CPU) | fp32 | bf16
+    compile: str = "auto"  # auto (on for GPU) | on | off
+    threads: int | None = None  # CPU intra-op threads; None leaves the framework default
+
+
+@dataclass
+class CpuModelMeterConfig:
+    # CodeCarbon's fallback TDP for a CPU it cannot identify; set the real TDP when known.
+    tdp_w: float = 85.0
+
+
+@dataclass
+class MeterConfig:
+    source: str = "auto"  # auto | simulated | cpu-model
+    sample_hz: float = 10.0
+    on_error: str = "continue"  # continue | stop
+    watts: float = 100.0  # simulated: constant power of the deterministic model
+    domain: str = "sim:0"  # simulated: the domain it reports
+    cpu: CpuModelMeterConfig = field(default_factory=CpuModelMeterConfig)
+
+
+@dataclass
+class CarbonConfig:
+    region: str = "world"
+    intensity_g_per_kwh: float = 475.0
+    dataset: str = "IEA 2019 world average"
+    year: int = 2019
+    basis: str = "operational"  # operational | lifecycle
+    pue: float = 1.0
+    pue_source: str = "local workstation, no facility overhead"
+
+
+@dataclass
+class JoulebenchConfig:
+    benchmark: BenchmarkConfig = MISSING
+    framework: FrameworkConfig = MISSING
+    meter: MeterConfig = MISSING
+    carbon: CarbonConfig = MISSING
+    seed: int = 0
+    output_dir: str = "results/runs"  # runs go to <output_dir>/<benchmark>/<framework>/<ts>-<id>
+    run_dir: str | None = None  # exact run directory, overriding the layout above
+    progress: str = "auto"  # auto (only on a terminal) | on | off
+
+
+def _register_schema() -> None:
+    from hydra.core.config_store import ConfigStore
+
+    ConfigStore.instance().store(name="joulebench_schema", node=JoulebenchConfig)
+
+
+def _require(ok: bool, key: str, value: Any, rule: str, fix: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key}={value} {rule}.", fix)
+
+
+def validate(cfg: JoulebenchConfig) -> None:
+    """Check the values the type system cannot: ranges, choices and cross-field rules."""
+    b, m, t = cfg.benchmark, cfg.benchmark.model, cfg.benchmark.target
+    for key in ("global_batch", "max_steps", "window_steps", "eval_every_steps", "eval_batches"):
+        value = getattr(b, key)
+        _require(
+            value > 0,
+            f"benchmark.{key}",
+            value,
+            "must be > 0",
+            f"set benchmark.{key} to a positive integer",
+        )
+    _require(
+        b.warmup_steps >= 0,
+        "benchmark.warmup_steps",
+        b.warmup_steps,
+        "must be >= 0",
+        "use 0 to skip warm-up",
+    )
+    _require(
+        b.eval_every_steps % b.window_steps == 0,
+        "benchmark.eval_every_steps",
+        b.eval_every_steps,
+        f"must be a multiple of benchmark.window_steps ({b.window_steps}) so evals fall on window edges",
+        f"use benchmark.eval_every_steps={b.window_steps * max(1, round(b.eval_every_steps / b.window_steps))}",
+    )
+    for key in ("vocab_size", "d_model", "n_layers", "n_heads", "d_ff", "seq_len"):
+        value = getattr(m, key)
+        _require(value > 0, f"benchmark.model.{key}", value, "must be > 0", "use a positive size")
+    _require(
+        m.d_model % m.n_heads == 0,
+        "benchmark.model.n_heads",
+        m.n_heads,
+        f"must divide d_model={m.d_model}",
+        "pick n_heads that divides d_model",
+    )
+    _require(
+        m.kind in ("dense", "moe"),
+        "benchmark.model.kind",
+        m.kind,
+        "is not a model kind",
+        "use dense or moe",
+    )
+    _require(
+        m.norm in ("rmsnorm", "layernorm"),
+        "benchmark.model.norm",
+        m.norm,
+        "is unknown",
+        "use rmsnorm or layernorm",
+    )
+    _require(
+        m.positions in ("rope", "learned"),
+        "benchmark.model.positions",
+        m.positions,
+        "is unknown",
+        "use rope or learned",
+    )
+    _require(
+        b.data.kind in ("synthetic", "text", "bin"),
+        "benchmark.data.kind",
+        b.data.kind,
+        "is unknown",
+        "use synthetic, text or bin",
+    )
+    _require(
+        b.optim.lr > 0,
+        "benchmark.optim.lr",
+        b.optim.lr,
+        "must be > 0",
+        "use a positive learning rate",
+    )
+    _require(
+        b.optim.schedule in ("cosine", "constant"),
+        "benchmark.optim.schedule",
+        b.optim.schedule,
+        "is unknown",
+        "use cosine or constant",
+    )
+    _require(
+        t.metric == "eval_loss",
+        "benchmark.target.metric",
+        t.metric,
+        "is not supported",
+        "use eval_loss (nats per token)",
+    )
+    _require(
+        t.direction in ("lower", "higher"),
+        "benchmark.target.direction",
+        t.direction,
+        "is unknown",
+        "use lower or higher",
+    )
+    _require(
+        math.isfinite(t.threshold),
+        "benchmark.target.threshold",
+        t.threshold,
+        "must be finite",
+        "give a finite threshold",
+    )
+
+    f = cfg.framework
+    _require(
+        f.name in ("torch",), "framework", f.name, "is not available yet", "use framework=torch"
+    )
+    _require(
+        f.precision in ("auto", "fp32", "bf16"),
+        "framework.precision",
+        f.precision,
+        "is unknown",
+        "use auto, fp32 or bf16",
+    )
+    _require(
+        f.compile in ("auto", "on", "off"),
+        "framework.compile",
+        f.compile,
+        "is unknown",
+        "use auto, on or off",
+    )
+    _require(
+        f.device == "auto" or f.device == "cpu" or f.device.startswith("cuda"),
+        "framework.device",
+        f.device,
+        "is unknown",
+        "use auto, cpu, cuda or cuda:N",
+    )
+    _require(
+        f.threads is None or f.threads > 0,
+        "framework.threads",
+        f.threads,
+        "must be > 0",
+        "omit it or give a count",
+    )
+
+    mc = cfg.meter
+    _require(
+        math.isfinite(mc.watts) and mc.watts > 0,
+        "meter.watts",
+        mc.watts,
+        "must be > 0 W",
+        "give the simulated meter a positive power, e.g. meter.watts=100",
+    )
+    _require(
+        0 < mc.sample_hz <= 1000,
+        "meter.sample_hz",
+        mc.sample_hz,
+        "must be in (0, 1000]",
+        "use e.g. meter.sample_hz=10",
+    )
+    _require(
+        mc.cpu.tdp_w > 0,
+        "meter.cpu.tdp_w",
+        mc.cpu.tdp_w,
+        "must be > 0 W",
+        "give the CPU's TDP in watts",
+    )
+    _require(
+        mc.on_error in ("continue", "stop"),
+        "meter.on_error",
+        mc.on_error,
+        "is unknown",
+        "use continue or stop",
+    )
+
+    c = cfg.carbon
+    _require(
+        math.isfinite(c.pue) and c.pue >= 1.0,
+        "carbon.pue",
+        c.pue,
+        "must be >= 1.0",
+        "PUE is facility energy over IT energy; 1.0 means no overhead",
+    )
+    _require(
+        math.isfinite(c.intensity_g_per_kwh) and c.intensity_g_per_kwh >= 0,
+        "carbon.intensity_g_per_kwh",
+        c.intensity_g_per_kwh,
+        "must be >= 0",
+        "give grid intensity in gCO2e/kWh",
+    )
+    _require(
+        c.basis in ("operational", "lifecycle"),
+        "carbon.basis",
+        c.basis,
+        "is unknown",
+        "use operational or lifecycle",
+    )
+    _require(
+        cfg.progress in ("auto", "on", "off"),
+        "progress",
+        cfg.progress,
+        "is unknown",
+        "use auto, on or off",
+    )
+
+
+def _group_options(group: str) -> list[str]:
+    folder = CONFIG_DIR / group
+    return sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
+
+
+def _explain_hydra_error(exc: Exception, overrides: list[str]) -> ConfigError:
+    """Turn a Hydra/OmegaConf exception into one actionable ConfigError."""
+    from hydra.errors import MissingConfigException
+
+    if isinstance(exc, MissingConfigException):
+        missing = str(getattr(exc, "missing_cfg_file", "") or "")
+        group, _, option = missing.rpartition("/")
+        if group:
+            choices = ", ".join(_group_options(group)) or "(none)"
+            return ConfigError(
+                f"{group}={option} does not exist.", f"choose one of: {choices} (configs/{group}/)."
+            )
+    first_line = next(
+        (line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__
+    )
+    cause = exc.__cause__
+    if cause is not None and str(cause).strip():
+        first_line = str(cause).strip().splitlines()[0]
+    return ConfigError(
+        f"{first_line} (overrides: {' '.join(overrides) or 'none'}).",
+        "check the key names and types; `joulebench run --print-config` shows every key and its value.",
+    )
+
+
+def compose_config(overrides: list[str]) -> tuple[JoulebenchConfig, DictConfig]:
+    """Compose configs/ with `overrides`, check types and values, return (object, DictConfig)."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from omegaconf.errors import OmegaConfBaseException
+
+    _register_schema()
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(
+            config_dir=str(CONFIG_DIR), version_base="1.3", job_name="joulebench"
+        ):
+            dict_cfg = compose(config_name=PRIMARY_CONFIG, overrides=list(overrides))
+        OmegaConf.resolve(dict_cfg)
+        obj = OmegaConf.to_object(dict_cfg)
+    except ConfigError:
+        raise
+    except (OmegaConfBaseException, ValueError, TypeError, KeyError, OSError) as exc:
+        raise _explain_hydra_error(exc, overrides) from exc
+    except Exception as exc:  # Hydra's own exceptions have no common public base
+        if type(exc).__module__.startswith(("hydra", "omegaconf")):
+            raise _explain_hydra_error(exc, overrides) from exc
+        raise
+    finally:
+        GlobalHydra.instance().clear()
+    assert isinstance(obj, JoulebenchConfig)
+    validate(obj)
+    return obj, dict_cfg
+
+
+def expand_sweeps(overrides: list[str]) -> list[list[str]]:
+    """Expand `key=a,b` sweep overrides into the Cartesian product of jobs, as Hydra's basic sweeper does."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(overrides=list(overrides))
+    except OverrideParseException as exc:
+        raise ConfigError(
+            f"cannot parse overrides: {str(exc).splitlines()[0]}.",
+            "write overrides as key=value, sweeps as key=a,b,c.",
+        ) from exc
+    axes: list[list[str]] = []
+    for override in parsed:
+        if override.is_sweep_override():
+            if override.is_discrete_sweep():
+                key = override.get_key_element()
+                axes.append([f"{key}={value}" for value in override.sweep_string_iterator()])
+            else:
+                raise ConfigError(
+                    f"{override.input_line}: only discrete sweeps (a,b,c) are supported.",
+                    "list the values, e.g. seed=1,2,3.",
+                )
+        else:
+            axes.append([override.input_line])
+    return [list(job) for job in itertools.product(*axes)] if axes else [[]]
+
+
+def to_yaml(dict_cfg: DictConfig) -> str:
+    return OmegaConf.to_yaml(dict_cfg, resolve=True, sort_keys=False)
