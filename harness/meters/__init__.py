@@ -1,0 +1,1 @@
+"""Metering: power sources behind one seam, a background sampler, and counter interpolation."""

@@ -1,0 +1,177 @@
+"""The composite meter: sources, a background sampler, the streamed trace, and edge interpolation.
+
+The training thread never waits on hardware: it only notes timestamps at window edges. A
+background thread polls every source at `sample_hz`, appends each reading to `power.csv`
+(flushed per poll, so a crash loses at most one poll) and to per-domain counter series.
+Window energy is the cumulative counter interpolated linearly at the edge timestamps and
+differenced (DESIGN.md, "Meter"); a final poll at stop() brackets the last edge.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from harness.errors import MeterError
+from harness.meters.base import MeterSource, SourceDescription
+
+TRACE_HEADER = "t_ns,domain,watts,joules\n"
+
+
+@dataclass
+class MeterFault:
+    t_ns: int
+    source: str
+    cause: str
+
+
+class _Series:
+    """Cumulative joules and watts of one domain, in poll order."""
+
+    def __init__(self) -> None:
+        self.t_ns: list[int] = []
+        self.joules: list[float] = []
+        self.watts: list[float] = []
+
+
+class Meter:
+    def __init__(
+        self,
+        sources: list[MeterSource],
+        sample_hz: float,
+        clock: Callable[[], int] = time.monotonic_ns,
+    ):
+        seen: dict[str, str] = {}
+        for source in sources:
+            for domain in source.domains():
+                if domain in seen:
+                    raise MeterError(
+                        f"domain {domain} is reported by both {seen[domain]} and {source.name}; "
+                        "counting it twice would double its energy.",
+                        "drop one of the two sources from the meter config.",
+                    )
+                seen[domain] = source.name
+        self.sources = list(sources)
+        self.sample_hz = sample_hz
+        self.clock = clock
+        self.faults: list[MeterFault] = []
+        self.series = {domain: _Series() for domain in seen}
+        self._active = list(sources)
+        self._trace = None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def start(self, trace_path: Path) -> None:
+        self._trace = open(trace_path, "w", buffering=1 << 16, encoding="ascii")  # noqa: SIM115
+        self._trace.write(TRACE_HEADER)
+        now = self.clock()
+        for source in self.sources:
+            source.open(now)
+        self.poll()
+        self._thread = threading.Thread(target=self._run, name="joulebench-sampler", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            self._thread = None
+        if self._trace is None:
+            return
+        self.poll()  # brackets the last window edge
+        for source in self.sources:
+            try:
+                source.close()
+            except Exception as exc:  # noqa: BLE001 - closing must not lose the measurements
+                self.faults.append(MeterFault(self.clock(), source.name, f"close failed: {exc}"))
+        self._trace.close()
+        self._trace = None
+
+    def _run(self) -> None:
+        period = 1.0 / self.sample_hz
+        next_t = time.monotonic() + period
+        while not self._stop.wait(max(0.0, next_t - time.monotonic())):
+            self.poll()
+            next_t = max(next_t + period, time.monotonic())
+
+    def poll(self) -> None:
+        """Read every active source once, append to the series and stream to the trace."""
+        with self._lock:
+            rows = []
+            for source in list(self._active):
+                t_ns = self.clock()
+                try:
+                    readings = source.poll(t_ns)
+                except Exception as exc:  # noqa: BLE001 - a failing meter must not kill the run
+                    self.faults.append(
+                        MeterFault(t_ns, source.name, f"{type(exc).__name__}: {exc}")
+                    )
+                    self._active.remove(source)
+                    continue
+                for r in readings:
+                    s = self.series[r.domain]
+                    s.t_ns.append(t_ns)
+                    s.joules.append(r.joules)
+                    s.watts.append(r.watts if r.watts is not None else float("nan"))
+                    watts = "" if r.watts is None else f"{r.watts:.4f}"
+                    rows.append(f"{t_ns},{r.domain},{watts},{r.joules:.6f}\n")
+            if self._trace is not None and rows:
+                self._trace.write("".join(rows))
+                self._trace.flush()
+
+    # -- queries ---------------------------------------------------------------------------
+    def energy_at(self, t_ns: int) -> dict[str, float]:
+        """Cumulative joules per domain at t_ns, linearly interpolated between polls."""
+        out = {}
+        for domain, s in self.series.items():
+            if s.t_ns:
+                out[domain] = float(np.interp(t_ns, s.t_ns, s.joules))
+        return out
+
+    def energy_between(self, t0_ns: int, t1_ns: int) -> dict[str, float]:
+        e0, e1 = self.energy_at(t0_ns), self.energy_at(t1_ns)
+        return {d: e1[d] - e0[d] for d in e1}
+
+    def latest_joules(self) -> float:
+        return sum(s.joules[-1] for s in self.series.values() if s.joules)
+
+    def latest_watts(self) -> float:
+        return sum(
+            s.watts[-1] for s in self.series.values() if s.watts and s.watts[-1] == s.watts[-1]
+        )
+
+    def power_peak_w(self, t0_ns: int, t1_ns: int) -> float | None:
+        """Peak of the summed power over [t0, t1], each domain sampled at its own polls."""
+        grids = [np.asarray(s.t_ns) for s in self.series.values() if s.t_ns]
+        if not grids:
+            return None
+        times = np.unique(np.concatenate(grids))
+        times = times[(times >= t0_ns) & (times <= t1_ns)]
+        if times.size == 0:
+            return None
+        total = np.zeros(times.size)
+        for s in self.series.values():
+            w = np.asarray(s.watts)
+            ok = ~np.isnan(w)
+            if ok.any():
+                total += np.interp(times, np.asarray(s.t_ns)[ok], w[ok])
+        return float(total.max())
+
+    def describe(self) -> list[tuple[SourceDescription, float | None]]:
+        """Each source with its measured sample rate (polls per second over the trace)."""
+        out = []
+        for source in self.sources:
+            rates = []
+            for domain in source.domains():
+                t = self.series[domain].t_ns
+                if len(t) > 1 and t[-1] > t[0]:
+                    rates.append((len(t) - 1) / ((t[-1] - t[0]) / 1e9))
+            out.append((source.describe(), min(rates) if rates else None))
+        return out
