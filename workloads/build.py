@@ -1,0 +1,23 @@
+"""Pick and build the framework adapter a config asks for. Frameworks import lazily."""
+
+from __future__ import annotations
+
+from harness.errors import WorkloadError
+
+
+def build_workload(bench, framework, seed: int):
+    if bench.model.kind != "dense":
+        raise WorkloadError(
+            f"benchmark.model.kind={bench.model.kind} has no {framework.name} workload yet.",
+            "use a dense benchmark.",
+        )
+    if framework.name == "torch":
+        try:
+            from workloads.torch.adapter import TorchWorkload
+        except ImportError as exc:
+            raise WorkloadError(
+                f"framework=torch needs PyTorch, which does not import here ({exc}).",
+                'install it: pip install "torch>=2.4" (or pip install -e ".[torch]").',
+            ) from exc
+        return TorchWorkload(bench, framework, seed)
+    raise WorkloadError(f"framework={framework.name} is not available.", "use framework=torch.")

@@ -1,0 +1,1 @@
+"""PyTorch workloads. Importing this package imports torch."""

@@ -1,0 +1,182 @@
+"""PyTorch adapter: builds model, optimizer and compiled step from the benchmark config."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+
+import numpy as np
+import torch
+
+from harness.errors import WorkloadError
+from workloads.base import WorkloadInfo
+from workloads.data import Batch, build_token_source
+from workloads.flops import dense_param_counts, peak_flops_per_s, train_flops_per_token
+from workloads.torch.model import Transformer, lm_loss
+
+
+def _pick_device(requested: str) -> torch.device:
+    if requested == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if requested.startswith("cuda") and not torch.cuda.is_available():
+        raise WorkloadError(
+            f"framework.device={requested} but torch sees no CUDA GPU.",
+            "use framework.device=cpu or run on a machine with a GPU.",
+        )
+    return torch.device(requested)
+
+
+def lr_at(step: int, optim, max_steps: int) -> float:
+    """Linear warm-up then cosine decay to min_lr_ratio * lr at max_steps (or constant)."""
+    if step < optim.lr_warmup_steps:
+        return optim.lr * (step + 1) / optim.lr_warmup_steps
+    if optim.schedule == "constant":
+        return optim.lr
+    progress = min(1.0, (step - optim.lr_warmup_steps) / max(1, max_steps - optim.lr_warmup_steps))
+    floor = optim.min_lr_ratio * optim.lr
+    return floor + 0.5 * (optim.lr - floor) * (1.0 + math.cos(math.pi * progress))
+
+
+class TorchWorkload:
+    def __init__(self, bench, framework, seed: int):
+        self.bench, self.seed = bench, seed
+        self.device = _pick_device(framework.device)
+        on_gpu = self.device.type == "cuda"
+        if framework.threads:
+            torch.set_num_threads(framework.threads)
+        self.precision = (
+            framework.precision if framework.precision != "auto" else ("bf16" if on_gpu else "fp32")
+        )
+        self.data = build_token_source(bench.data, bench.model)
+        self.rng = np.random.default_rng([seed, bench.data.seed])
+        self.eval_batches = self.data.eval_set(bench.global_batch, bench.eval_batches)
+
+        torch.manual_seed(seed)
+        self.model = Transformer(bench.model).to(self.device)
+        if on_gpu:
+            torch.backends.cuda.matmul.allow_tf32 = True
+            torch.backends.cudnn.allow_tf32 = True
+        self.compiled = framework.compile == "on" or (framework.compile == "auto" and on_gpu)
+        self.forward = torch.compile(self.model) if self.compiled else self.model
+        self.optimizer = self._make_optimizer()
+        self.step_index = 0
+        self.info = self._info()
+
+    def _make_optimizer(self) -> torch.optim.Optimizer:
+        o = self.bench.optim
+        decay = [p for p in self.model.parameters() if p.dim() >= 2]
+        no_decay = [p for p in self.model.parameters() if p.dim() < 2]
+        groups = [
+            {"params": decay, "weight_decay": o.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ]
+        fused = self.device.type == "cuda"
+        return torch.optim.AdamW(groups, lr=o.lr, betas=(o.beta1, o.beta2), fused=fused)
+
+    def _info(self) -> WorkloadInfo:
+        m = self.bench.model
+        counts = dense_param_counts(
+            m.vocab_size,
+            m.d_model,
+            m.n_layers,
+            m.d_ff,
+            m.seq_len,
+            m.tie_embeddings,
+            m.positions == "learned",
+            m.norm,
+        )
+        actual = sum(p.numel() for p in self.model.parameters())
+        if actual != counts.total:  # the FLOP maths must describe the model that runs
+            raise WorkloadError(
+                f"model has {actual} parameters but the FLOP model counts {counts.total}.",
+                "this is a bug in workloads/flops.py; please report it.",
+            )
+        on_gpu = self.device.type == "cuda"
+        name = torch.cuda.get_device_name(self.device) if on_gpu else _cpu_name()
+        peak = peak_flops_per_s(name) if on_gpu else None
+        return WorkloadInfo(
+            framework="torch",
+            framework_version=torch.__version__,
+            model_kind=m.kind,
+            params_total=counts.total,
+            params_active=counts.active,
+            flops_per_token=train_flops_per_token(
+                counts.matmul_active, m.n_layers, m.seq_len, m.d_model
+            ),
+            tokens_per_step=self.bench.global_batch * m.seq_len,
+            precision=self.precision,
+            compiled=self.compiled,
+            device_kind="gpu" if on_gpu else "cpu",
+            device_name=name,
+            device_count=1,
+            peak_flops_per_s=peak,
+        )
+
+    def _autocast(self):
+        if self.precision == "bf16":
+            return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def _to_device(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        pin = self.device.type == "cuda"
+        x, y = torch.from_numpy(batch.inputs_BT), torch.from_numpy(batch.targets_BT)
+        if pin:
+            x, y = x.pin_memory(), y.pin_memory()
+        return x.to(self.device, non_blocking=pin), y.to(self.device, non_blocking=pin)
+
+    def next_batch(self) -> Batch:
+        return self.data.train_batch(self.bench.global_batch, self.rng)
+
+    def train_step(self, batch: Batch) -> torch.Tensor:
+        for group in self.optimizer.param_groups:  # a host float: no device sync
+            group["lr"] = lr_at(self.step_index, self.bench.optim, self.bench.max_steps)
+        x_BT, y_BT = self._to_device(batch)
+        with self._autocast():
+            loss = lm_loss(self.forward(x_BT), y_BT)
+        loss.backward()
+        if self.bench.optim.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(
+                self.model.parameters(), self.bench.optim.grad_clip, foreach=True
+            )
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step_index += 1
+        return loss.detach()
+
+    def sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def read_loss(self, handle: torch.Tensor) -> float:
+        return float(handle.item())
+
+    @torch.no_grad()
+    def evaluate(self) -> float:
+        self.model.eval()
+        total = torch.zeros((), device=self.device)
+        for batch in self.eval_batches:
+            x_BT, y_BT = self._to_device(batch)
+            with self._autocast():
+                total += lm_loss(self.forward(x_BT), y_BT)
+        self.model.train()
+        return float(total.item()) / len(self.eval_batches)
+
+    def warmup(self, steps: int) -> None:
+        """Compile and warm caches on throwaway batches, then restore the initial weights."""
+        if steps <= 0:
+            return
+        initial = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        warm_rng = np.random.default_rng([self.seed, self.bench.data.seed, 99])
+        for _ in range(steps):
+            self.train_step(self.data.train_batch(self.bench.global_batch, warm_rng))
+        self.evaluate()  # compiles the eval graph too
+        self.sync()
+        self.model.load_state_dict(initial)
+        self.optimizer = self._make_optimizer()
+        self.step_index = 0
+
+
+def _cpu_name() -> str:
+    from harness.system import cpu_model_name
+
+    return cpu_model_name()
