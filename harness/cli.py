@@ -1,0 +1,140 @@
+"""`joulebench` command line. Each subcommand is one small function; errors become one line.
+
+Exit codes: 0 success, 1 a run that did not succeed (target not reached, aborted, meter
+error) or an invalid submission, 2 a usage or config error, 3 a missing meter or workload.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from harness import __version__
+from harness.errors import JoulebenchError
+
+
+def _summary(outcome) -> str:
+    r = outcome.result
+    m, c = r.metrics, r.carbon
+    sources = "; ".join(
+        f"{s.provenance}: {s.name} ({s.method}) on {', '.join(s.domains)}" for s in r.meters
+    )
+    lines = [
+        f"joulebench: {r.benchmark} / {r.workload.framework} seed={r.seed} -> {outcome.run_dir}",
+        f"  status            {r.status}",
+    ]
+    if m is not None:
+        eps = m.energy_per_step
+        lines.append(f"  steps             {m.steps} (+{r.timing.warmup_steps} warm-up, untimed)")
+        if eps:
+            lines.append(
+                f"  energy per step   {eps.mean_j:.4g} J (mean of {eps.windows} windows of "
+                f"{eps.steps_per_window} steps, cv {100 * eps.cv:.1f}%)"
+            )
+        if m.reached_target:
+            lines.append(
+                f"  energy to target  {m.energy_to_target_j:.4g} J in {r.timing.time_to_target_s:.3g} s "
+                f"({r.target_metric} {'<=' if r.target_direction == 'lower' else '>='} "
+                f"{r.target_threshold:g})"
+            )
+        else:
+            last = f"{m.final_eval_loss:.4f}" if m.final_eval_loss is not None else "none"
+            lines.append(
+                f"  energy to target  not reached (target {r.target_metric} {r.target_threshold:g}, "
+                f"last eval {last})"
+            )
+        lines.append(
+            f"  energy total      {m.energy_total_j:.4g} J over {r.timing.duration_s:.3g} s, "
+            f"avg {m.avg_power_w or 0:.1f} W"
+        )
+        if m.mfu is not None:
+            lines.append(
+                f"  throughput        {m.throughput_tokens_per_s:.4g} tokens/s, MFU {100 * m.mfu:.1f}%"
+            )
+    if c is not None:
+        lb = c.location_based
+        lines.append(
+            f"  CO2e              {lb.kg_co2e:.3g} kg location-based ({lb.region}, "
+            f"{lb.intensity_g_per_kwh:g} g/kWh, {lb.dataset}; PUE {c.pue:g})"
+        )
+    lines.append(f"  energy source     {sources}")
+    for w in r.warnings:
+        lines.append(f"  warning           {w}")
+    return "\n".join(lines)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from harness.config import compose_config, expand_sweeps, to_yaml
+    from harness.errors import ConfigError
+
+    jobs = expand_sweeps(args.overrides)
+    if len(jobs) > 1 and not args.multirun:
+        raise ConfigError(
+            f"the overrides describe {len(jobs)} runs (a sweep) but -m was not given.",
+            f"run `joulebench run -m {' '.join(args.overrides)}`.",
+        )
+    composed = [compose_config(job) for job in jobs]  # check every job before running any
+    if args.print_config:
+        for _obj, dict_cfg in composed:
+            print(to_yaml(dict_cfg))
+        return 0
+    from harness.runner import run_benchmark
+
+    worst = 0
+    for i, (obj, dict_cfg) in enumerate(composed):
+        if len(composed) > 1:
+            print(
+                f"joulebench: job {i + 1}/{len(composed)}: {' '.join(jobs[i]) or '(defaults)'}",
+                flush=True,
+            )
+        outcome = run_benchmark(obj, dict_cfg)
+        print(_summary(outcome), flush=True)
+        if outcome.result.status == "aborted":
+            return 130
+        if outcome.result.status != "success":
+            worst = 1
+    return worst
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="joulebench", description="Energy benchmark harness for ML training."
+    )
+    parser.add_argument("--version", action="version", version=f"joulebench {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    run = sub.add_parser(
+        "run",
+        help="compose a config with Hydra overrides and run the benchmark",
+        description="Run a benchmark. Overrides are Hydra syntax: key=value, group=option.",
+    )
+    run.add_argument(
+        "-m", "--multirun", action="store_true", help="sweep: seed=1,2,3 gives three runs"
+    )
+    run.add_argument(
+        "--print-config", action="store_true", help="print the composed config and exit"
+    )
+    run.add_argument(
+        "overrides", nargs="*", help="e.g. benchmark=lm-dense-tiny meter=simulated meter.watts=100"
+    )
+    run.set_defaults(func=cmd_run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return args.func(args)
+    except JoulebenchError as exc:
+        print(f"joulebench: {exc.one_line()}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("joulebench: interrupted.", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Result files: the schema (defined once), the atomic writer and the MLPerf-format log."""

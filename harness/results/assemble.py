@@ -1,0 +1,137 @@
+"""Put a run's pieces together into one `Result` (the schema in schema.py)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from harness.carbon import compute_carbon
+from harness.meters.meter import Meter
+from harness.metrics import compute_metrics
+from harness.results.schema import (
+    SCHEMA_VERSION,
+    CodeVersion,
+    MeterFaultRecord,
+    MeterSourceRecord,
+    Result,
+    SystemInfo,
+    Timing,
+    WorkloadRecord,
+)
+from harness.results.writer import sha256_file
+from harness.timeline import Timeline
+from workloads.base import WorkloadInfo
+
+SIBLING_FILES = ("power.csv", "mllog.txt", "config.yaml")
+
+
+def _timing(tl: Timeline, warmup_steps: int) -> Timing:
+    start = tl.run_start_ns if tl.run_start_ns is not None else tl.init_start_ns
+    target = tl.first_target_eval()
+    warmup_s = 0.0
+    if tl.warmup_start_ns is not None and tl.warmup_stop_ns is not None:
+        warmup_s = (tl.warmup_stop_ns - tl.warmup_start_ns) / 1e9
+    return Timing(
+        clock="monotonic_ns",
+        anchor_utc=tl.utc_iso(tl.anchor_ns) or "",
+        anchor_monotonic_ns=tl.anchor_ns,
+        run_start_ns=start,
+        run_stop_ns=tl.run_stop_ns,
+        run_start_utc=tl.utc_iso(start) or "",
+        run_stop_utc=tl.utc_iso(tl.run_stop_ns),
+        duration_s=(tl.run_stop_ns - start) / 1e9 if tl.run_stop_ns is not None else None,
+        time_to_target_s=(target.t_end_ns - start) / 1e9 if target else None,
+        warmup_steps=warmup_steps,
+        warmup_s=warmup_s,
+        init_s=(start - tl.init_start_ns) / 1e9,
+    )
+
+
+def _meter_records(meter: Meter) -> list[MeterSourceRecord]:
+    return [
+        MeterSourceRecord(
+            name=d.name,
+            method=d.method,
+            provenance=d.provenance,
+            domains=d.domains,
+            sample_hz=meter.sample_hz,
+            measured_sample_hz=rate,
+            idle_power_w=None,
+            details=d.details,
+        )
+        for d, rate in meter.describe()
+    ]
+
+
+def assemble_result(
+    *,
+    cfg,
+    config_dict: dict,
+    config_sha256: str,
+    run_id: str,
+    status: str,
+    tl: Timeline,
+    meter: Meter,
+    info: WorkloadInfo,
+    code: CodeVersion,
+    system: SystemInfo,
+    run_dir: Path,
+    final: bool,
+    warnings: list[str],
+    error: str | None,
+) -> Result:
+    """Build the Result. `final` adds file hashes (only meaningful once the files are closed)."""
+    bench = cfg.benchmark
+    metrics = windows = carbon = None
+    all_warnings = list(warnings)
+    if tl.run_start_ns is not None:
+        stop = tl.run_stop_ns if tl.run_stop_ns is not None else Timeline.now()
+        tl_view = dataclasses.replace(tl, run_stop_ns=stop)
+        metrics, windows, metric_warnings = compute_metrics(
+            tl_view,
+            meter.energy_at,
+            meter.power_peak_w(tl.run_start_ns, stop),
+            info,
+            bench.window_steps,
+        )
+        all_warnings += metric_warnings
+        carbon = compute_carbon(metrics.energy_total_j, cfg.carbon)
+    provenances = {d.provenance for d, _ in meter.describe()}
+    if provenances - {"measured"}:
+        all_warnings.append(
+            f"energy is {'/'.join(sorted(provenances))}, not measured: "
+            "not valid for a closed submission."
+        )
+    files = (
+        {name: sha256_file(run_dir / name) for name in SIBLING_FILES if (run_dir / name).is_file()}
+        if final
+        else {}
+    )
+    return Result(
+        schema_version=SCHEMA_VERSION,
+        run_id=run_id,
+        status=status,
+        benchmark=bench.name,
+        benchmark_version=bench.version,
+        ruleset=None,
+        seed=cfg.seed,
+        target_metric=bench.target.metric,
+        target_threshold=bench.target.threshold,
+        target_direction=bench.target.direction,
+        config=config_dict,
+        config_sha256=config_sha256,
+        code=code,
+        system=system,
+        workload=WorkloadRecord(
+            **{f.name: getattr(info, f.name) for f in dataclasses.fields(WorkloadRecord)}
+        ),
+        meters=_meter_records(meter),
+        timing=_timing(tl, bench.warmup_steps),
+        metrics=metrics,
+        windows=windows or [],
+        carbon=carbon,
+        files=files,
+        warnings=all_warnings,
+        meter_faults=[MeterFaultRecord(f.t_ns, f.source, f.cause) for f in meter.faults],
+        error=error,
+    )

@@ -1,0 +1,65 @@
+"""mllog.txt in MLPerf's logging format: one `:::MLLOG {json}` line per event.
+
+Field layout follows mlcommons/logging (namespace, time_ms, event_type, key, value, metadata),
+so MLPerf's parsers read it. time_ms is UTC epoch milliseconds derived from the run's single
+monotonic clock and its UTC anchor, so log times and trace times agree exactly.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+POINT_IN_TIME = "POINT_IN_TIME"
+INTERVAL_START = "INTERVAL_START"
+INTERVAL_END = "INTERVAL_END"
+PREFIX = ":::MLLOG "
+
+
+class MLLogger:
+    def __init__(self, path: Path, anchor_utc_ms: float, anchor_ns: int):
+        self._f = open(path, "a", encoding="utf-8", buffering=1)  # noqa: SIM115 - line-buffered log
+        self._anchor_ms, self._anchor_ns = anchor_utc_ms, anchor_ns
+
+    def time_ms(self, t_ns: int) -> int:
+        return int(round(self._anchor_ms + (t_ns - self._anchor_ns) / 1e6))
+
+    def event(
+        self,
+        key: str,
+        value: Any,
+        t_ns: int,
+        event_type: str = POINT_IN_TIME,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        if isinstance(value, float) and not math.isfinite(value):
+            value = None
+        record = {
+            "namespace": "",
+            "time_ms": self.time_ms(t_ns),
+            "event_type": event_type,
+            "key": key,
+            "value": value,
+            "metadata": {"file": "harness/runner.py", **(metadata or {})},
+        }
+        self._f.write(PREFIX + json.dumps(record, allow_nan=False) + "\n")
+
+    def close(self) -> None:
+        self._f.close()
+
+
+def parse_mllog(text: str) -> list[dict[str, Any]]:
+    """The records of an mllog text; lines that are not `:::MLLOG` JSON are skipped."""
+    records = []
+    for line in text.splitlines():
+        if not line.startswith(PREFIX):
+            continue
+        try:
+            record = json.loads(line[len(PREFIX) :])
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+    return records

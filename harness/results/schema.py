@@ -1,0 +1,294 @@
+"""The result.json schema, defined once: it drives writing (dataclasses -> JSON) and checking
+(`check_result`, which walks the same dataclasses against a parsed file).
+
+Numbers carry their unit in the key: _j, _w, _s, _ns, _kwh, _kg, _g_per_kwh.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+import typing
+from dataclasses import dataclass, field
+from typing import Any
+
+SCHEMA_VERSION = "1"
+STATUSES = ("running", "success", "target_not_reached", "aborted", "meter_error")
+
+
+@dataclass
+class CodeVersion:
+    package_version: str
+    git_sha: str | None
+    git_dirty: bool | None
+
+
+@dataclass
+class Accelerator:
+    vendor: str | None
+    model: str
+    count: int
+    driver: str | None
+
+
+@dataclass
+class SystemInfo:
+    accelerator: Accelerator
+    host_cpu: str
+    host_cpu_count: int
+    host_memory_gb: float
+    os: str
+    python: str
+    frameworks: dict[str, str]
+    world_size: int
+
+
+@dataclass
+class WorkloadRecord:
+    framework: str
+    framework_version: str
+    model_kind: str
+    params_total: int
+    params_active: int
+    flops_per_token: float
+    tokens_per_step: int
+    precision: str
+    compiled: bool
+    device_kind: str
+    device_name: str
+    device_count: int
+    peak_flops_per_s: float | None
+
+
+@dataclass
+class MeterSourceRecord:
+    name: str
+    method: str
+    provenance: str
+    domains: list[str]
+    sample_hz: float
+    measured_sample_hz: float | None
+    idle_power_w: dict[str, float] | None
+    details: dict[str, Any]
+
+
+@dataclass
+class MeterFaultRecord:
+    t_ns: int
+    source: str
+    cause: str
+
+
+@dataclass
+class Timing:
+    clock: str
+    anchor_utc: str
+    anchor_monotonic_ns: int
+    run_start_ns: int
+    run_stop_ns: int | None
+    run_start_utc: str
+    run_stop_utc: str | None
+    duration_s: float | None
+    time_to_target_s: float | None
+    warmup_steps: int
+    warmup_s: float
+    init_s: float
+
+
+@dataclass
+class EnergyPerStep:
+    mean_j: float
+    median_j: float
+    std_j: float
+    min_j: float
+    max_j: float
+    cv: float
+    windows: int
+    steps_per_window: int
+
+
+@dataclass
+class EvalRecord:
+    step: int
+    t_s: float  # eval end, seconds after run_start
+    energy_j: float  # cumulative energy from run_start to the eval's end
+    eval_loss: float
+    reached_target: bool
+
+
+@dataclass
+class WindowRecord:
+    step_start: int
+    step_end: int
+    t_start_ns: int
+    t_end_ns: int
+    energy_j: float
+    train_loss: float | None
+
+
+@dataclass
+class Metrics:
+    steps: int
+    tokens: int
+    energy_total_j: float
+    energy_by_domain_j: dict[str, float]
+    energy_per_step: EnergyPerStep | None
+    joules_per_token: float | None
+    tokens_per_joule: float | None
+    avg_power_w: float | None
+    peak_power_w: float | None
+    throughput_tokens_per_s: float | None
+    mfu: float | None
+    energy_to_target_j: float | None
+    reached_target: bool
+    final_eval_loss: float | None
+    warmup_energy_j: float | None
+    evals: list[EvalRecord]
+
+
+@dataclass
+class LocationCarbon:
+    kg_co2e: float
+    intensity_g_per_kwh: float
+    region: str
+    dataset: str
+    year: int
+    basis: str
+
+
+@dataclass
+class Carbon:
+    it_energy_kwh: float
+    pue: float
+    pue_source: str
+    facility_energy_kwh: float
+    location_based: LocationCarbon
+    market_based_kg_co2e: float | None
+    embodied_kg_co2e: float | None
+
+
+@dataclass
+class Result:
+    schema_version: str
+    run_id: str
+    status: str
+    benchmark: str
+    benchmark_version: str
+    ruleset: str | None
+    seed: int
+    target_metric: str
+    target_threshold: float
+    target_direction: str
+    config: dict[str, Any]
+    config_sha256: str
+    code: CodeVersion
+    system: SystemInfo
+    workload: WorkloadRecord
+    meters: list[MeterSourceRecord]
+    timing: Timing
+    metrics: Metrics | None
+    windows: list[WindowRecord]
+    carbon: Carbon | None
+    files: dict[str, str]  # sibling file name -> sha256
+    warnings: list[str] = field(default_factory=list)
+    meter_faults: list[MeterFaultRecord] = field(default_factory=list)
+    error: str | None = None
+
+
+def to_json_dict(result: Result) -> dict[str, Any]:
+    """Dataclasses to plain JSON types; non-finite floats become null (JSON has no NaN)."""
+
+    def clean(value: Any) -> Any:
+        if isinstance(value, float) and not math.isfinite(value):
+            return None
+        if isinstance(value, dict):
+            return {k: clean(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [clean(v) for v in value]
+        return value
+
+    return clean(dataclasses.asdict(result))
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", str(tp))
+
+
+def _check(value: Any, tp: Any, path: str, problems: list[str]) -> None:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(tp)
+        if value is None and type(None) in options:
+            return
+        non_none = [t for t in options if t is not type(None)]
+        if len(non_none) == 1:
+            _check(value, non_none[0], path, problems)
+        elif not any(not _collect(value, t, path) for t in non_none):
+            problems.append(
+                f"{path}: {value!r} matches none of {[_type_name(t) for t in non_none]}"
+            )
+        return
+    if tp is Any:
+        return
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, dict):
+            problems.append(f"{path}: expected an object, got {type(value).__name__}")
+            return
+        hints = typing.get_type_hints(tp)
+        for f in dataclasses.fields(tp):
+            required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+            if f.name not in value:
+                if required:
+                    problems.append(f"{path}.{f.name}: missing")
+                continue
+            _check(value[f.name], hints[f.name], f"{path}.{f.name}", problems)
+        return
+    if origin is list:
+        if not isinstance(value, list):
+            problems.append(f"{path}: expected a list, got {type(value).__name__}")
+            return
+        (item_tp,) = typing.get_args(tp)
+        for i, item in enumerate(value):
+            _check(item, item_tp, f"{path}[{i}]", problems)
+        return
+    if origin is dict:
+        if not isinstance(value, dict):
+            problems.append(f"{path}: expected an object, got {type(value).__name__}")
+            return
+        _key_tp, val_tp = typing.get_args(tp)
+        for k, v in value.items():
+            _check(v, val_tp, f"{path}.{k}", problems)
+        return
+    if tp is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if ok and not math.isfinite(value):
+            problems.append(f"{path}: {value!r} is not a finite number")
+        elif not ok:
+            problems.append(f"{path}: expected a number, got {type(value).__name__}")
+        return
+    if tp is int:
+        if not isinstance(value, int) or isinstance(value, bool):
+            problems.append(f"{path}: expected an integer, got {type(value).__name__}")
+        return
+    if tp in (str, bool) and not isinstance(value, tp):
+        problems.append(f"{path}: expected {tp.__name__}, got {type(value).__name__}")
+
+
+def _collect(value: Any, tp: Any, path: str) -> list[str]:
+    problems: list[str] = []
+    _check(value, tp, path, problems)
+    return problems
+
+
+def check_result(data: Any) -> list[str]:
+    """Every way `data` (parsed result.json) departs from the schema; empty when it conforms."""
+    problems = _collect(data, Result, "result")
+    if isinstance(data, dict):
+        if data.get("schema_version") != SCHEMA_VERSION:
+            problems.append(
+                f"result.schema_version: {data.get('schema_version')!r}, expected {SCHEMA_VERSION!r}"
+            )
+        if data.get("status") not in STATUSES:
+            problems.append(f"result.status: {data.get('status')!r} is not one of {list(STATUSES)}")
+    return problems

@@ -1,0 +1,260 @@
+"""The run loop: warm-up, run_start, metered windows of k steps, evals, run_stop, result files.
+
+    meter.start -> warm-up (untimed; weights restored) -> sync -> run_start
+      -> [k steps -> sync -> window edge] ... eval every E steps (synced) ... -> run_stop
+      -> metrics -> carbon -> result.json (atomic)
+
+Window edges only read the clock: the meter's sampler thread does the hardware reads, and
+energy at an edge is interpolated from its counter series afterwards.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+from harness.config import JoulebenchConfig
+from harness.errors import ConfigError
+from harness.meters.factory import build_meter
+from harness.progress import Progress
+from harness.results.assemble import assemble_result
+from harness.results.mllog import INTERVAL_END, INTERVAL_START, MLLogger
+from harness.results.schema import Result, to_json_dict
+from harness.results.writer import atomic_write_json, atomic_write_text, sha256_text
+from harness.system import code_version, collect_system
+from harness.timeline import EvalPoint, Timeline, Window
+from workloads.build import build_workload
+
+
+@dataclass
+class RunOutcome:
+    run_dir: Path
+    result: Result
+
+
+class StopRequest:
+    """First SIGINT/SIGTERM asks the loop to stop at the next step; a second one interrupts at once."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: dict[int, object] = {}
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __enter__(self) -> StopRequest:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+
+def make_run_dir(cfg: JoulebenchConfig, tl: Timeline, run_id: str) -> Path:
+    if cfg.run_dir:
+        run_dir = Path(cfg.run_dir)
+        if run_dir.exists() and any(run_dir.iterdir()):
+            raise ConfigError(
+                f"run_dir={run_dir} exists and is not empty.", "pick a new run_dir or remove it."
+            )
+    else:
+        stamp = tl.anchor_utc.strftime("%Y%m%dT%H%M%SZ")
+        run_dir = (
+            Path(cfg.output_dir) / cfg.benchmark.name / cfg.framework.name / f"{stamp}-{run_id}"
+        )
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot create run directory {run_dir}: {exc.strerror}.",
+            "set output_dir (or run_dir) to a writable place.",
+        ) from exc
+    return run_dir
+
+
+def target_met(value: float, threshold: float, direction: str) -> bool:
+    return value <= threshold if direction == "lower" else value >= threshold
+
+
+class Runner:
+    def __init__(self, cfg: JoulebenchConfig, dict_cfg):
+        self.cfg = cfg
+        self.config_yaml = OmegaConf.to_yaml(dict_cfg, resolve=True, sort_keys=False)
+        self.config_dict = OmegaConf.to_container(dict_cfg, resolve=True)
+        self.tl = Timeline.begin()
+        self.run_id = uuid.uuid4().hex[:12]
+        # Build what can fail on bad input before anything is written.
+        self.workload = build_workload(cfg.benchmark, cfg.framework, cfg.seed)
+        self.meter = build_meter(cfg.meter)
+        self.run_dir = make_run_dir(cfg, self.tl, self.run_id)
+        self.code, self.system = (
+            code_version(),
+            collect_system(
+                self.workload.info.device_kind,
+                self.workload.info.device_name,
+                self.workload.info.device_count,
+            ),
+        )
+        self.warnings: list[str] = []
+        self.error: str | None = None
+        self.status = "running"
+
+    # -- result files ----------------------------------------------------------------------
+    def _result(self, final: bool) -> Result:
+        return assemble_result(
+            cfg=self.cfg,
+            config_dict=self.config_dict,
+            config_sha256=sha256_text(self.config_yaml),
+            run_id=self.run_id,
+            status=self.status,
+            tl=self.tl,
+            meter=self.meter,
+            info=self.workload.info,
+            code=self.code,
+            system=self.system,
+            run_dir=self.run_dir,
+            final=final,
+            warnings=self.warnings,
+            error=self.error,
+        )
+
+    def _write_result(self, final: bool) -> Result:
+        result = self._result(final)
+        atomic_write_json(self.run_dir / "result.json", to_json_dict(result))
+        return result
+
+    # -- the run ---------------------------------------------------------------------------
+    def run(self) -> RunOutcome:
+        cfg, tl = self.cfg, self.tl
+        atomic_write_text(self.run_dir / "config.yaml", self.config_yaml)
+        mllog = MLLogger(
+            self.run_dir / "mllog.txt", tl.anchor_utc.timestamp() * 1000.0, tl.anchor_ns
+        )
+        progress = Progress(cfg.progress)
+        aborted = False
+        with StopRequest() as stop:
+            try:
+                self._log_header(mllog)
+                self.meter.start(self.run_dir / "power.csv")
+                aborted = self._train(mllog, progress, stop)
+            except KeyboardInterrupt:
+                aborted = True
+            except BaseException as exc:
+                aborted = True
+                self.error = f"{type(exc).__name__}: {exc}"
+                raise
+            finally:
+                progress.close()
+                self._finish(mllog, aborted)
+        return RunOutcome(self.run_dir, self._result_cache)
+
+    def _log_header(self, mllog: MLLogger) -> None:
+        bench, t = self.cfg.benchmark, self.tl.init_start_ns
+        mllog.event("submission_benchmark", bench.name, t)
+        mllog.event("submission_platform", self.workload.info.device_name, t)
+        mllog.event("seed", self.cfg.seed, t)
+        mllog.event("global_batch_size", bench.global_batch, t)
+        mllog.event("opt_base_learning_rate", bench.optim.lr, t)
+        mllog.event("init_start", None, t, INTERVAL_START)
+
+    def _train(self, mllog: MLLogger, progress: Progress, stop: StopRequest) -> bool:
+        """The timed loop. Returns True when it ended early on a stop request."""
+        bench, tl, wl = self.cfg.benchmark, self.tl, self.workload
+        tl.warmup_start_ns = Timeline.now()
+        wl.warmup(bench.warmup_steps)
+        wl.sync()
+        tl.warmup_stop_ns = tl.run_start_ns = Timeline.now()
+        mllog.event("init_stop", None, tl.run_start_ns, INTERVAL_END)
+        mllog.event("run_start", None, tl.run_start_ns, INTERVAL_START)
+        self._write_result(final=False)
+
+        step, edge_ns = 0, tl.run_start_ns
+        while step < bench.max_steps:
+            first, handle = step, None
+            for _ in range(min(bench.window_steps, bench.max_steps - step)):
+                handle = wl.train_step(wl.next_batch())
+                step += 1
+                if stop.requested:
+                    break
+            wl.sync()
+            now = Timeline.now()
+            loss = wl.read_loss(handle) if handle is not None else None
+            tl.windows.append(Window(first, step, edge_ns, now, loss))
+            tl.steps, edge_ns = step, now
+            mllog.event("tracked_stats", {"train_loss": loss}, now, metadata={"step": step})
+            progress.update(
+                step, bench.max_steps, loss, self.meter.latest_watts(), self.meter.latest_joules()
+            )
+            if stop.requested:
+                return True
+            if self.meter.faults and self.cfg.meter.on_error == "stop":
+                return False
+            if step % bench.eval_every_steps == 0 or step == bench.max_steps:
+                if self._evaluate(step, mllog, progress):
+                    return False
+                edge_ns = tl.evals[-1].t_end_ns  # eval time belongs to no training window
+        return False
+
+    def _evaluate(self, step: int, mllog: MLLogger, progress: Progress) -> bool:
+        bench, tl = self.cfg.benchmark, self.tl
+        t0 = Timeline.now()
+        mllog.event("eval_start", None, t0, INTERVAL_START, {"step": step})
+        eval_loss = self.workload.evaluate()
+        self.workload.sync()
+        t1 = Timeline.now()
+        reached = target_met(eval_loss, bench.target.threshold, bench.target.direction)
+        tl.evals.append(EvalPoint(step, t0, t1, eval_loss, reached))
+        mllog.event(
+            "eval_accuracy",
+            eval_loss,
+            t1,
+            metadata={"step": step, "metric": "eval_loss", "unit": "nats_per_token"},
+        )
+        mllog.event("eval_stop", None, t1, INTERVAL_END, {"step": step})
+        progress.update(
+            step,
+            bench.max_steps,
+            None,
+            self.meter.latest_watts(),
+            self.meter.latest_joules(),
+            eval_loss,
+        )
+        self._write_result(final=False)
+        return reached
+
+    def _finish(self, mllog: MLLogger, aborted: bool) -> None:
+        tl = self.tl
+        if tl.run_start_ns is not None:
+            tl.run_stop_ns = Timeline.now()
+        reached = tl.first_target_eval() is not None
+        if aborted:
+            self.status = "aborted"
+        elif self.meter.faults:
+            self.status = "meter_error"
+        else:
+            self.status = "success" if reached else "target_not_reached"
+        if tl.run_stop_ns is not None:
+            mllog.event(
+                "run_stop",
+                None,
+                tl.run_stop_ns,
+                INTERVAL_END,
+                {"status": "success" if reached else "aborted", "joulebench_status": self.status},
+            )
+        mllog.close()
+        self.meter.stop()
+        self._result_cache = self._write_result(final=True)
+
+
+def run_benchmark(cfg: JoulebenchConfig, dict_cfg) -> RunOutcome:
+    return Runner(cfg, dict_cfg).run()
