@@ -1,0 +1,31 @@
+"""Helpers shared by tests: run the CLI like a user would, read results."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def cli_subprocess(
+    args: list[str], cwd: Path, timeout: float = 180, **kwargs
+) -> subprocess.CompletedProcess:
+    """Run `python -m harness.cli ...` the way a user's shell would (no TTY, own process)."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.run(
+        [sys.executable, "-m", "harness.cli", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        **kwargs,
+    )
+
+
+def load_result(run_dir: Path) -> dict:
+    return json.loads((run_dir / "result.json").read_text())

@@ -1,0 +1,230 @@
+"""`joulebench run` end to end on CPU: the issue's acceptance points, through the CLI."""
+
+from __future__ import annotations
+
+import json
+import signal
+import statistics
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from harness.cli import main
+from harness.results.mllog import parse_mllog
+from harness.results.schema import check_result
+from harness.results.writer import sha256_file
+from tests.helpers import cli_subprocess, load_result
+
+pytestmark = pytest.mark.slow
+
+
+def _run_dirs(root: Path) -> list[Path]:
+    return sorted(p.parent for p in root.glob("results/runs/*/*/*/result.json"))
+
+
+@pytest.fixture(scope="module")
+def simulated_run(tmp_path_factory):
+    """One default run with the simulated 100 W meter, shared by the checks below."""
+    root = tmp_path_factory.mktemp("sim")
+    import os
+
+    old = os.getcwd()
+    os.chdir(root)
+    try:
+        code = main(["run", "meter=simulated", "meter.watts=100"])
+    finally:
+        os.chdir(old)
+    (run_dir,) = _run_dirs(root)
+    return code, run_dir, load_result(run_dir)
+
+
+def test_default_layout_and_files(simulated_run):
+    code, run_dir, result = simulated_run
+    assert code == 0
+    assert run_dir.parent.name == "torch" and run_dir.parent.parent.name == "lm-dense-tiny"
+    assert run_dir.name.endswith(result["run_id"])
+    assert {p.name for p in run_dir.iterdir()} == {
+        "result.json",
+        "power.csv",
+        "mllog.txt",
+        "config.yaml",
+    }
+    assert check_result(result) == []
+    assert result["status"] == "success" and result["metrics"]["reached_target"]
+
+
+def test_energy_per_step_is_watts_times_window_time(simulated_run):
+    _, _, r = simulated_run
+    k = r["metrics"]["energy_per_step"]["steps_per_window"]
+    full = [w for w in r["windows"] if w["step_end"] - w["step_start"] == k]
+    mean_window_s = statistics.fmean((w["t_end_ns"] - w["t_start_ns"]) / 1e9 for w in full)
+    assert r["metrics"]["energy_per_step"]["mean_j"] == pytest.approx(
+        100.0 * mean_window_s / k, rel=0.01
+    )
+
+
+def test_energy_to_target_is_watts_times_time_to_target(simulated_run):
+    _, _, r = simulated_run
+    assert r["metrics"]["energy_to_target_j"] == pytest.approx(
+        100.0 * r["timing"]["time_to_target_s"], rel=0.01
+    )
+    first_hit = next(e for e in r["metrics"]["evals"] if e["reached_target"])
+    assert first_hit["eval_loss"] <= r["target_threshold"]
+    assert all(
+        not e["reached_target"] for e in r["metrics"]["evals"][:-1]
+    )  # stops at the first hit
+
+
+def test_result_records_config_hashes_and_provenance(simulated_run):
+    _, run_dir, r = simulated_run
+    for name, digest in r["files"].items():
+        assert sha256_file(run_dir / name) == digest
+    assert r["config_sha256"] == sha256_file(run_dir / "config.yaml")
+    assert yaml.safe_load((run_dir / "config.yaml").read_text()) == r["config"]
+    (meter,) = r["meters"]
+    assert (meter["name"], meter["provenance"], meter["domains"]) == (
+        "simulated",
+        "simulated",
+        ["sim:0"],
+    )
+    assert r["schema_version"] == "1"
+    c = r["carbon"]
+    assert c["location_based"]["kg_co2e"] == pytest.approx(
+        r["metrics"]["energy_total_j"] / 3.6e6 * c["pue"] * 475.0 / 1000.0
+    )
+
+
+def test_trace_covers_the_run(simulated_run):
+    _, run_dir, r = simulated_run
+    rows = (run_dir / "power.csv").read_text().splitlines()[1:]
+    t = [int(row.split(",")[0]) for row in rows]
+    assert t == sorted(t)
+    assert t[0] <= r["timing"]["run_start_ns"] and t[-1] >= r["timing"]["run_stop_ns"]
+
+
+def test_mllog_is_mlperf_format_and_agrees_with_result(simulated_run):
+    _, run_dir, r = simulated_run
+    text = (run_dir / "mllog.txt").read_text()
+    assert all(line.startswith(":::MLLOG {") for line in text.splitlines())
+    records = parse_mllog(text)
+    keys = [rec["key"] for rec in records]
+    for key in ("submission_benchmark", "seed", "run_start", "eval_accuracy", "run_stop"):
+        assert key in keys
+    assert all(isinstance(rec["time_ms"], int) for rec in records)
+    by_key = {rec["key"]: rec for rec in records}
+    assert by_key["submission_benchmark"]["value"] == "lm-dense-tiny"
+    assert by_key["run_stop"]["metadata"]["status"] == "success"
+    span_ms = by_key["run_stop"]["time_ms"] - by_key["run_start"]["time_ms"]
+    assert span_ms == pytest.approx(r["timing"]["duration_s"] * 1000, abs=2)
+    evals = [rec["value"] for rec in records if rec["key"] == "eval_accuracy"]
+    assert evals == pytest.approx([e["eval_loss"] for e in r["metrics"]["evals"]])
+
+
+def test_multirun_gives_one_directory_per_seed(in_tmp, capsys):
+    assert main(
+        [
+            "run",
+            "-m",
+            "seed=1,2,3",
+            "meter=simulated",
+            "benchmark.max_steps=20",
+            "benchmark.eval_every_steps=10",
+            "benchmark.warmup_steps=1",
+        ]
+    ) in (0, 1)
+    dirs = _run_dirs(in_tmp)
+    assert len(dirs) == 3
+    assert sorted(load_result(d)["seed"] for d in dirs) == [1, 2, 3]
+    assert "job 3/3: seed=3" in capsys.readouterr().out
+
+
+def test_max_steps_without_target_is_target_not_reached(in_tmp):
+    assert (
+        main(
+            [
+                "run",
+                "meter=simulated",
+                "benchmark.max_steps=20",
+                "benchmark.target.threshold=0.01",
+                "run_dir=out",
+            ]
+        )
+        == 1
+    )
+    r = load_result(in_tmp / "out")
+    assert r["status"] == "target_not_reached"
+    assert r["metrics"]["reached_target"] is False and r["metrics"]["energy_to_target_j"] is None
+    assert r["metrics"]["steps"] == 20
+    assert r["metrics"]["evals"][-1]["step"] == 20  # a final eval at max_steps
+
+
+def test_auto_meter_is_the_estimated_cpu_model_here(in_tmp):
+    main(["run", "benchmark.max_steps=10", "benchmark.target.threshold=0.01", "run_dir=auto"])
+    (meter,) = load_result(in_tmp / "auto")["meters"]
+    assert (meter["name"], meter["provenance"], meter["method"]) == (
+        "cpu-model",
+        "estimated",
+        "tdp-model",
+    )
+
+
+def test_console_script_summary_and_exit_codes(tmp_path):
+    ok = cli_subprocess(
+        ["run", "meter=simulated", "benchmark.max_steps=20", "benchmark.target.threshold=9"],
+        cwd=tmp_path,
+    )
+    assert ok.returncode == 0, ok.stderr
+    assert "energy per step" in ok.stdout and "energy to target" in ok.stdout
+    assert "simulated: simulated (energy-counter) on sim:0" in ok.stdout
+    assert "\r" not in ok.stderr  # no progress line when output is not a terminal
+    for bad in ("benchmark=nope", "meter.watts=-5"):
+        proc = cli_subprocess(["run", bad], cwd=tmp_path)
+        assert proc.returncode == 2
+        assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+
+
+def test_sigint_leaves_an_aborted_result_and_the_trace(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.helpers import REPO
+
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "harness.cli",
+            "run",
+            "meter=simulated",
+            "benchmark.max_steps=100000",
+            "benchmark.target.threshold=0",
+            "run_dir=sig",
+        ],
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    result_file = tmp_path / "sig" / "result.json"
+    deadline = time.time() + 120
+    while time.time() < deadline:  # wait until the timed run has started
+        if (
+            result_file.exists()
+            and json.loads(result_file.read_text())["timing"]["run_start_ns"] > 0
+            and len((tmp_path / "sig" / "power.csv").read_text().splitlines()) > 3
+        ):
+            break
+        time.sleep(0.2)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    r = load_result(tmp_path / "sig")
+    assert r["status"] == "aborted"
+    assert r["timing"]["run_stop_ns"] is not None and r["metrics"]["steps"] > 0
+    assert len((tmp_path / "sig" / "power.csv").read_text().splitlines()) > 3
+    assert check_result(r) == []
+    assert "Traceback" not in err

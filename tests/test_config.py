@@ -1,0 +1,82 @@
+"""Config composition through Hydra, the structured schema, and one-line errors with exit 2."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness.cli import main
+from harness.config import JoulebenchConfig, compose_config, expand_sweeps
+from harness.errors import ConfigError
+
+
+def test_defaults_compose_to_the_typed_schema():
+    cfg, dict_cfg = compose_config([])
+    assert isinstance(cfg, JoulebenchConfig)
+    assert cfg.benchmark.name == "lm-dense-tiny"
+    assert cfg.framework.name == "torch"
+    assert cfg.meter.source == "auto"
+    assert cfg.carbon.intensity_g_per_kwh == 475.0
+    assert dict_cfg.benchmark.model.d_model == cfg.benchmark.model.d_model
+
+
+def test_overrides_reach_nested_keys_and_groups():
+    cfg, _ = compose_config(
+        ["meter=simulated", "meter.watts=250", "benchmark.max_steps=7", "seed=3"]
+    )
+    assert (cfg.meter.source, cfg.meter.watts, cfg.benchmark.max_steps, cfg.seed) == (
+        "simulated",
+        250.0,
+        7,
+        3,
+    )
+
+
+@pytest.mark.parametrize(
+    ("override", "needle"),
+    [
+        ("benchmark=nope", "benchmark=nope does not exist"),
+        ("meter.watts=-5", "meter.watts=-5.0 must be > 0"),
+        ("meter.foo=1", "Key 'foo' not in 'MeterConfig'"),
+        ("meter.watts=abc", "could not be converted"),
+        ("benchmark.eval_every_steps=15", "multiple of benchmark.window_steps"),
+        ("carbon.pue=0.9", "carbon.pue=0.9 must be >= 1.0"),
+        ("framework.precision=fp8", "framework.precision=fp8 is unknown"),
+    ],
+)
+def test_bad_config_is_one_config_error(override, needle):
+    with pytest.raises(ConfigError) as info:
+        compose_config([override])
+    assert needle in info.value.one_line()
+    assert "\n" not in info.value.one_line()
+
+
+@pytest.mark.parametrize(
+    "override", ["benchmark=nope", "meter.watts=-5", "meter.foo=1", "seed=1,2"]
+)
+def test_cli_prints_one_line_and_exits_2(override, capsys, in_tmp):
+    assert main(["run", override]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("joulebench: config error: ")
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert not (in_tmp / "results").exists()  # nothing written for a rejected config
+
+
+def test_missing_option_lists_the_choices(capsys):
+    main(["run", "meter=nvml-nope"])
+    assert "choose one of: auto, cpu-model, simulated" in capsys.readouterr().err
+
+
+def test_sweeps_expand_to_the_cartesian_product():
+    assert expand_sweeps(["seed=1,2", "meter=simulated", "benchmark.max_steps=10,20"]) == [
+        ["seed=1", "meter=simulated", "benchmark.max_steps=10"],
+        ["seed=1", "meter=simulated", "benchmark.max_steps=20"],
+        ["seed=2", "meter=simulated", "benchmark.max_steps=10"],
+        ["seed=2", "meter=simulated", "benchmark.max_steps=20"],
+    ]
+    assert expand_sweeps([]) == [[]]
+
+
+def test_print_config_shows_resolved_yaml(capsys):
+    assert main(["run", "--print-config", "meter=simulated", "meter.watts=42"]) == 0
+    out = capsys.readouterr().out
+    assert "watts: 42.0" in out and "name: lm-dense-tiny" in out
