@@ -34,6 +34,14 @@ class ModelConfig:
     positions: str = "rope"  # rope | learned
     tie_embeddings: bool = True
     init_std: float = 0.02
+    # Switch MoE (kind=moe); rules and sources in workloads/moe_rules.py
+    n_experts: int = 8
+    moe_every: int = 2  # every other FFN is a MoE layer
+    capacity_factor_train: float = 1.25
+    capacity_factor_eval: float = 2.0
+    aux_loss_coef: float = 0.01
+    z_loss_coef: float = 1.0e-3
+    jitter: float = 0.0  # multiplicative router-input noise in training; 0 disables
 
 
 @dataclass
@@ -44,7 +52,8 @@ class DataConfig:
     dtype: str = "uint16"  # token dtype of a .bin file: uint16 | uint32
     train_tokens: int = 1_000_000
     eval_tokens: int = 65_536
-    # synthetic corpus: an order-1 Markov language with a computable entropy floor
+    # synthetic multi-domain corpus (workloads/corpus.py), with an exact loss floor
+    families: list[str] = field(default_factory=lambda: ["markov1", "markov2", "copy", "dyck"])
     successors: int = 4
     concentration: float = 0.5
 
@@ -181,6 +190,43 @@ def validate(cfg: JoulebenchConfig) -> None:
         f"must divide d_model={m.d_model}",
         "pick n_heads that divides d_model",
     )
+    if m.kind == "moe":
+        _require(
+            m.n_experts >= 2,
+            "benchmark.model.n_experts",
+            m.n_experts,
+            "must be >= 2",
+            "use e.g. 8 experts",
+        )
+        _require(
+            1 <= m.moe_every <= m.n_layers,
+            "benchmark.model.moe_every",
+            m.moe_every,
+            f"must be in [1, n_layers={m.n_layers}]",
+            "use 2 for every other FFN",
+        )
+        for key in ("capacity_factor_train", "capacity_factor_eval"):
+            _require(
+                getattr(m, key) > 0,
+                f"benchmark.model.{key}",
+                getattr(m, key),
+                "must be > 0",
+                "use e.g. 1.25",
+            )
+        _require(
+            0 <= m.jitter < 1,
+            "benchmark.model.jitter",
+            m.jitter,
+            "must be in [0, 1)",
+            "use 0 or e.g. 0.01",
+        )
+        _require(
+            m.aux_loss_coef >= 0 and m.z_loss_coef >= 0,
+            "benchmark.model.aux_loss_coef/z_loss_coef",
+            f"{m.aux_loss_coef}/{m.z_loss_coef}",
+            "must be >= 0",
+            "use 0.01 and 0.001 (Switch, ST-MoE)",
+        )
     _require(
         m.kind in ("dense", "moe"),
         "benchmark.model.kind",

@@ -60,7 +60,16 @@ def compute_metrics(
     for w in tl.windows:
         e = sum(energy_between(energy_at, w.t_start_ns, w.t_end_ns).values())
         windows.append(
-            WindowRecord(w.step_start, w.step_end, w.t_start_ns, w.t_end_ns, e, w.train_loss)
+            WindowRecord(
+                w.step_start,
+                w.step_end,
+                w.t_start_ns,
+                w.t_end_ns,
+                e,
+                w.train_loss,
+                w.stats,
+                w.expert_load,
+            )
         )
     full = [w for w in windows if w.step_end - w.step_start == steps_per_window]
     per_step = energy_per_step_stats([w.energy_j for w in full], steps_per_window)

@@ -180,20 +180,22 @@ class Runner:
 
         step, edge_ns = 0, tl.run_start_ns
         while step < bench.max_steps:
-            first, handle = step, None
+            first, handles = step, []
             for _ in range(min(bench.window_steps, bench.max_steps - step)):
-                handle = wl.train_step(wl.next_batch())
+                handles.append(wl.train_step(wl.next_batch()))
                 step += 1
                 if stop.requested:
                     break
             wl.sync()
             now = Timeline.now()
-            loss = wl.read_loss(handle) if handle is not None else None
-            tl.windows.append(Window(first, step, edge_ns, now, loss))
+            window = self._close_window(first, edge_ns, now, wl.read_step_stats(handles), mllog)
             tl.steps, edge_ns = step, now
-            mllog.event("tracked_stats", {"train_loss": loss}, now, metadata={"step": step})
             progress.update(
-                step, bench.max_steps, loss, self.meter.latest_watts(), self.meter.latest_joules()
+                step,
+                bench.max_steps,
+                window.train_loss,
+                self.meter.latest_watts(),
+                self.meter.latest_joules(),
             )
             if stop.requested:
                 return True
@@ -204,6 +206,25 @@ class Runner:
                     return False
                 edge_ns = tl.evals[-1].t_end_ns  # eval time belongs to no training window
         return False
+
+    def _close_window(
+        self, first: int, t0: int, t1: int, per_step: list[dict], mllog: MLLogger
+    ) -> Window:
+        """Record the window and log every step's statistics (loss, and router stats for MoE)."""
+        for i, stats in enumerate(per_step):
+            mllog.event("tracked_stats", stats, t1, metadata={"step": first + i + 1})
+        scalars = [k for k in (per_step[0] if per_step else {}) if k != "expert_load"]
+        means = {k: sum(s[k] for s in per_step) / len(per_step) for k in scalars}
+        load = None
+        if per_step and "expert_load" in per_step[0]:
+            load = [
+                sum(col) / len(per_step)
+                for col in zip(*(s["expert_load"] for s in per_step), strict=True)
+            ]
+        last_loss = per_step[-1]["train_loss"] if per_step else None
+        window = Window(first, first + len(per_step), t0, t1, last_loss, means, load)
+        self.tl.windows.append(window)
+        return window
 
     def _evaluate(self, step: int, mllog: MLLogger, progress: Progress) -> bool:
         bench, tl = self.cfg.benchmark, self.tl

@@ -13,7 +13,9 @@ class Window:
     step_end: int  # one past the last step
     t_start_ns: int
     t_end_ns: int
-    train_loss: float | None
+    train_loss: float | None  # the window's last step
+    stats: dict[str, float] = field(default_factory=dict)  # means over the window's steps
+    expert_load: list[float] | None = None  # MoE: mean fraction of tokens routed to each expert
 
 
 @dataclass

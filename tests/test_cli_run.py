@@ -228,3 +228,25 @@ def test_sigint_leaves_an_aborted_result_and_the_trace(tmp_path):
     assert len((tmp_path / "sig" / "power.csv").read_text().splitlines()) > 3
     assert check_result(r) == []
     assert "Traceback" not in err
+
+
+def test_tiny_moe_reaches_its_target_and_logs_router_stats(in_tmp):
+    assert main(["run", "benchmark=lm-moe-tiny", "meter=simulated", "run_dir=moe"]) == 0
+    r = load_result(in_tmp / "moe")
+    assert r["status"] == "success" and r["metrics"]["reached_target"]
+    assert r["workload"]["model_kind"] == "moe"
+    assert r["workload"]["params_total"] > r["workload"]["params_active"]
+    window = r["windows"][-1]
+    assert set(window["stats"]) == {"train_loss", "aux_loss", "z_loss", "dropped_frac"}
+    assert len(window["expert_load"]) == 4 and sum(window["expert_load"]) == pytest.approx(1.0)
+    # per-step router statistics in the MLPerf log, one line per step
+    steps = [
+        rec
+        for rec in parse_mllog((in_tmp / "moe" / "mllog.txt").read_text())
+        if rec["key"] == "tracked_stats"
+    ]
+    assert [rec["metadata"]["step"] for rec in steps] == list(range(1, r["metrics"]["steps"] + 1))
+    aux = [rec["value"]["aux_loss"] for rec in steps]
+    assert all(0 < a <= 0.01 * 4 for a in aux)  # alpha * N * sum f P lies in (0, alpha * N]
+    assert sum(aux) / len(aux) == pytest.approx(0.01, rel=0.1)  # near alpha: routing stays balanced
+    assert all(0.0 <= rec["value"]["dropped_frac"] < 0.5 for rec in steps)

@@ -1,4 +1,4 @@
-"""Framework-neutral data: the synthetic language's entropy floor, fixed eval sets, real files."""
+"""Framework-neutral data: fixed eval sets, seeded training order, real text and .bin files."""
 
 from __future__ import annotations
 
@@ -7,36 +7,12 @@ import pytest
 
 from harness.config import DataConfig, ModelConfig
 from harness.errors import ConfigError
-from workloads.data import MarkovLanguage, build_token_source
-
-
-def test_entropy_floor_matches_hand_computation_on_a_two_state_chain():
-    lang = MarkovLanguage(vocab_size=2, successors=2, concentration=1.0, seed=0)
-    lang.succ_VK = np.array([[0, 1], [0, 1]])
-    lang.prob_VK = np.array([[0.5, 0.5], [1.0, 0.0]])
-    lang.stationary_V = lang._stationary()
-    # stationary: pi0 = 2/3, pi1 = 1/3; H = 2/3 * ln 2 + 1/3 * 0
-    assert lang.stationary_V == pytest.approx([2 / 3, 1 / 3], abs=1e-3)
-    assert lang.entropy_rate_nats() == pytest.approx(2 / 3 * np.log(2), rel=1e-3)
-
-
-def test_samples_follow_the_chain_and_reach_the_floor_empirically():
-    lang = MarkovLanguage(vocab_size=32, successors=4, concentration=0.5, seed=7)
-    x = lang.sample(512, 512, np.random.default_rng(0))
-    counts = np.zeros((32, 32))
-    np.add.at(counts, (x[:, :-1].ravel(), x[:, 1:].ravel()), 1)
-    allowed = np.zeros((32, 32), bool)
-    allowed[np.arange(32)[:, None], lang.succ_VK] = True
-    assert counts[~allowed].sum() == 0  # never an impossible transition
-    p = counts / counts.sum(1, keepdims=True).clip(1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        h = -np.nansum(np.where(p > 0, p * np.log(p), 0), axis=1)
-    assert (counts.sum(1) / counts.sum()) @ h == pytest.approx(lang.entropy_rate_nats(), abs=0.01)
+from workloads.data import build_token_source
 
 
 def test_eval_set_is_fixed_and_train_order_follows_the_seed():
     model = ModelConfig(vocab_size=64, seq_len=16)
-    src = build_token_source(DataConfig(train_tokens=20_000, eval_tokens=4096), model)
+    src = build_token_source(DataConfig(train_tokens=20_000), model, n_eval_sequences=8)
     a, b = src.eval_set(4, 2), src.eval_set(4, 2)
     assert all(np.array_equal(x.inputs_BT, y.inputs_BT) for x, y in zip(a, b, strict=True))
     assert a[0].inputs_BT.shape == (4, 16)
@@ -57,6 +33,7 @@ def test_text_file_is_byte_tokens(tmp_path):
     src = build_token_source(
         DataConfig(kind="text", path=str(tmp_path / "c.txt"), eval_tokens=500),
         ModelConfig(vocab_size=256, seq_len=32),
+        n_eval_sequences=4,
     )
     batch = src.train_batch(2, np.random.default_rng(0))
     assert bytes(batch.inputs_BT[0].astype(np.uint8)) in text
@@ -66,16 +43,18 @@ def test_bin_memmap_uint16_and_vocab_check(tmp_path):
     tokens = (np.arange(5000) % 1000).astype(np.uint16)
     tokens.tofile(tmp_path / "train.bin")
     cfg = DataConfig(kind="bin", path=str(tmp_path / "train.bin"), eval_tokens=400, dtype="uint16")
-    src = build_token_source(cfg, ModelConfig(vocab_size=1000, seq_len=8))
+    src = build_token_source(cfg, ModelConfig(vocab_size=1000, seq_len=8), n_eval_sequences=4)
     batch = src.train_batch(3, np.random.default_rng(0))
     assert (
         (batch.targets_BT - batch.inputs_BT) % 1000 == 1
     ).all()  # consecutive ids survive the memmap
-    small = build_token_source(cfg, ModelConfig(vocab_size=500, seq_len=8))
+    small = build_token_source(cfg, ModelConfig(vocab_size=500, seq_len=8), n_eval_sequences=4)
     with pytest.raises(ConfigError, match="vocab_size"):
         small.train_batch(64, np.random.default_rng(0))
 
 
 def test_missing_data_file_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="not a readable file"):
-        build_token_source(DataConfig(kind="bin", path=str(tmp_path / "nope.bin")), ModelConfig())
+        build_token_source(
+            DataConfig(kind="bin", path=str(tmp_path / "nope.bin")), ModelConfig(), 4
+        )

@@ -22,9 +22,10 @@ class WorkloadInfo:
     device_kind: str  # cpu | gpu | tpu
     device_name: str
     device_count: int
-    peak_flops_per_s: (
-        float | None
-    )  # dense bf16 (or fp32 on CPU) peak of all devices, None if unknown
+    # dense bf16 (or fp32 on CPU) peak of all devices, None if unknown
+    peak_flops_per_s: float | None
+    # best achievable eval loss, when the data makes it computable (synthetic corpus)
+    loss_floor_nats: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -38,13 +39,14 @@ class Workload(Protocol):
         """The next training batch (host side); drawn outside the metered step where possible."""
 
     def train_step(self, batch: Batch) -> Any:
-        """One optimizer step. May return before the device finishes; returns a device loss handle."""
+        """One optimizer step. May return before the device finishes; returns a handle for read_step_stats."""
 
     def sync(self) -> None:
         """Block until the device is idle."""
 
-    def read_loss(self, handle: Any) -> float:
-        """Turn a handle from train_step into a float. Call only after sync()."""
+    def read_step_stats(self, handles: list[Any]) -> list[dict]:
+        """Per-step statistics (train_loss, and for MoE aux_loss, z_loss, dropped_frac,
+        expert_load) from train_step handles. Call only after sync()."""
 
     def evaluate(self) -> float:
         """Mean eval loss in nats per token over the benchmark's fixed eval set."""

@@ -6,11 +6,6 @@ from harness.errors import WorkloadError
 
 
 def build_workload(bench, framework, seed: int):
-    if bench.model.kind != "dense":
-        raise WorkloadError(
-            f"benchmark.model.kind={bench.model.kind} has no {framework.name} workload yet.",
-            "use a dense benchmark.",
-        )
     if framework.name == "torch":
         try:
             from workloads.torch.adapter import TorchWorkload

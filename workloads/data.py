@@ -1,13 +1,8 @@
-"""Framework-neutral token batches: a synthetic language with a known entropy floor, or real data.
+"""Framework-neutral token batches: the synthetic multi-domain corpus, or real data.
 
 Every source yields `(inputs_BT, targets_BT)` int64 numpy arrays; adapters move them to devices.
-
-The synthetic corpus is an order-1 Markov language over `vocab_size` tokens. Each token has
-`successors` possible next tokens with Dirichlet(`concentration`) probabilities. Sequences start
-from the chain's stationary distribution pi, so every predicted token has the same conditional
-entropy, and the best achievable eval loss (the entropy floor) is exactly the entropy rate
-H = sum_i pi_i H(P_i) (Cover & Thomas, Elements of Information Theory, thm 4.2.4). A quality
-target of "eval loss <= floor + margin" is therefore meaningful and seed-independent.
+The synthetic corpus (workloads/corpus.py) comes with its exact loss floor on the eval set;
+real data (a byte-level text file, or a nanoGPT-style .bin of token ids) has none.
 """
 
 from __future__ import annotations
@@ -18,74 +13,13 @@ from pathlib import Path
 import numpy as np
 
 from harness.errors import ConfigError
+from workloads.corpus import MultiDomainCorpus
 
 
 @dataclass(frozen=True)
 class Batch:
     inputs_BT: np.ndarray
     targets_BT: np.ndarray
-
-
-class MarkovLanguage:
-    """An order-1 Markov chain with sparse, random transitions and a closed-form entropy rate."""
-
-    def __init__(self, vocab_size: int, successors: int, concentration: float, seed: int):
-        if not 1 <= successors <= vocab_size:
-            raise ConfigError(
-                f"benchmark.data.successors={successors} must be in [1, vocab_size={vocab_size}].",
-                "use fewer successors than tokens.",
-            )
-        if concentration <= 0:
-            raise ConfigError(
-                f"benchmark.data.concentration={concentration} must be > 0.",
-                "use a positive Dirichlet concentration, e.g. 0.5.",
-            )
-        rng = np.random.default_rng(seed)
-        self.vocab_size = vocab_size
-        self.succ_VK = np.stack(
-            [rng.choice(vocab_size, successors, replace=False) for _ in range(vocab_size)]
-        )
-        self.prob_VK = rng.dirichlet(np.full(successors, concentration), size=vocab_size)
-        self.cdf_VK = np.cumsum(self.prob_VK, axis=1)
-        self.cdf_VK[:, -1] = 1.0
-        self.stationary_V = self._stationary()
-
-    def transition_matrix(self) -> np.ndarray:
-        p_VV = np.zeros((self.vocab_size, self.vocab_size))
-        np.add.at(p_VV, (np.arange(self.vocab_size)[:, None], self.succ_VK), self.prob_VK)
-        return p_VV
-
-    def _stationary(self) -> np.ndarray:
-        # Cesaro average of the uniform start's orbit: a stationary distribution even when the
-        # chain is periodic or reducible (then it is one of several, which is all we need).
-        p_VV = self.transition_matrix()
-        dist, acc = np.full(self.vocab_size, 1.0 / self.vocab_size), np.zeros(self.vocab_size)
-        for _ in range(2000):
-            dist = dist @ p_VV
-            acc += dist
-        return acc / acc.sum()
-
-    def entropy_rate_nats(self) -> float:
-        """H(X_t+1 | X_t) under the stationary distribution: the floor of any model's eval loss."""
-        with np.errstate(divide="ignore", invalid="ignore"):
-            h_V = -np.nansum(
-                np.where(self.prob_VK > 0, self.prob_VK * np.log(self.prob_VK), 0.0), axis=1
-            )
-        return float(self.stationary_V @ h_V)
-
-    def sample(self, n_chains: int, length: int, rng: np.random.Generator) -> np.ndarray:
-        """n_chains independent stationary chains of `length` tokens, vectorised over chains."""
-        out_NL = np.empty((n_chains, length), dtype=np.int64)
-        cur_N = rng.choice(self.vocab_size, size=n_chains, p=self.stationary_V)
-        out_NL[:, 0] = cur_N
-        for t in range(1, length):
-            u_N = rng.random(n_chains)
-            k_N = np.minimum(
-                (self.cdf_VK[cur_N] < u_N[:, None]).sum(axis=1), self.succ_VK.shape[1] - 1
-            )
-            cur_N = self.succ_VK[cur_N, k_N]
-            out_NL[:, t] = cur_N
-        return out_NL
 
 
 class TokenSource:
@@ -152,14 +86,17 @@ class TokenSource:
         ]
 
 
-def _synthetic(data, model) -> TokenSource:
-    lang = MarkovLanguage(model.vocab_size, data.successors, data.concentration, data.seed)
-    chain_len = max(4 * (model.seq_len + 1), 1024)
-    rng = np.random.default_rng([data.seed, 1])
-    train = lang.sample(max(1, -(-data.train_tokens // chain_len)), chain_len, rng)
-    eval_rng = np.random.default_rng([data.seed, 2])
-    evals = lang.sample(max(1, -(-data.eval_tokens // chain_len)), chain_len, eval_rng)
-    return TokenSource(train, evals, model.seq_len, model.vocab_size, lang.entropy_rate_nats())
+def _synthetic(data, model, n_eval_sequences: int) -> TokenSource:
+    corpus = MultiDomainCorpus(
+        model.vocab_size, data.seed, data.successors, data.concentration, tuple(data.families)
+    )
+    doc_len = model.seq_len + 1  # one document per sequence: the family token starts every window
+    train = corpus.sample(
+        max(1, -(-data.train_tokens // doc_len)), doc_len, np.random.default_rng([data.seed, 1])
+    )
+    evals = corpus.sample(n_eval_sequences, doc_len, np.random.default_rng([data.seed, 2]))
+    floor = float(corpus.optimal_nll(evals).mean())
+    return TokenSource(train, evals, model.seq_len, model.vocab_size, floor)
 
 
 def _split_tail(tokens: np.ndarray, eval_tokens: int) -> tuple[np.ndarray, np.ndarray]:
@@ -167,7 +104,7 @@ def _split_tail(tokens: np.ndarray, eval_tokens: int) -> tuple[np.ndarray, np.nd
     return tokens[:-n_eval], tokens[-n_eval:]
 
 
-def _real(data, model) -> TokenSource:
+def _real(data, model, n_eval_sequences: int) -> TokenSource:
     if not data.path:
         raise ConfigError(
             f"benchmark.data.kind={data.kind} needs benchmark.data.path.",
@@ -190,6 +127,11 @@ def _real(data, model) -> TokenSource:
     return TokenSource(train, evals, model.seq_len, model.vocab_size, None)
 
 
-def build_token_source(data, model) -> TokenSource:
-    """Build the benchmark's data from its `DataConfig` and `ModelConfig`."""
-    return _synthetic(data, model) if data.kind == "synthetic" else _real(data, model)
+def build_token_source(data, model, n_eval_sequences: int) -> TokenSource:
+    """Build the benchmark's data from its `DataConfig` and `ModelConfig`.
+
+    `n_eval_sequences` (global batch x eval batches) sizes the synthetic eval set exactly, so
+    the loss floor is computed on the very tokens the evals score.
+    """
+    build = _synthetic if data.kind == "synthetic" else _real
+    return build(data, model, n_eval_sequences)

@@ -22,25 +22,27 @@ class ParamCounts:
     matmul_active: int  # N_matmul of the convention above
 
 
-def dense_param_counts(
-    vocab_size: int,
-    d_model: int,
-    n_layers: int,
-    d_ff: int,
-    seq_len: int,
-    tie_embeddings: bool,
-    learned_positions: bool,
-    norm: str,
-) -> ParamCounts:
-    d, v = d_model, vocab_size
-    norm_params = d if norm == "rmsnorm" else 2 * d  # gain (and bias for LayerNorm)
-    per_layer_matmul = 4 * d * d + 2 * d * d_ff
-    per_layer = per_layer_matmul + 2 * norm_params
-    embeddings = v * d + (seq_len * d if learned_positions else 0)
-    head = 0 if tie_embeddings else v * d
-    total = embeddings + n_layers * per_layer + norm_params + head
-    matmul = n_layers * per_layer_matmul + v * d
-    return ParamCounts(total=total, active=total, matmul_active=matmul)
+def transformer_param_counts(m) -> ParamCounts:
+    """Counts for a `ModelConfig` (dense, or Switch MoE in every `moe_every`-th FFN)."""
+    from workloads.moe_rules import is_moe_layer
+
+    d, v, f = m.d_model, m.vocab_size, m.d_ff
+    norm_params = d if m.norm == "rmsnorm" else 2 * d  # gain (and bias for LayerNorm)
+    attention = 4 * d * d
+    ffn = 2 * d * f
+    total = v * d + (m.seq_len * d if m.positions == "learned" else 0) + norm_params
+    total += 0 if m.tie_embeddings else v * d
+    active = total
+    matmul = v * d  # the output head multiplies whether or not it is tied
+    for layer in range(m.n_layers):
+        moe = m.kind == "moe" and is_moe_layer(layer, m.moe_every)
+        router = d * m.n_experts if moe else 0
+        layer_total = attention + 2 * norm_params + router + (m.n_experts * ffn if moe else ffn)
+        layer_active = attention + 2 * norm_params + router + ffn  # top-1: one expert per token
+        total += layer_total
+        active += layer_active
+        matmul += attention + router + ffn
+    return ParamCounts(total=total, active=active, matmul_active=matmul)
 
 
 def train_flops_per_token(matmul_params: int, n_layers: int, seq_len: int, d_model: int) -> float:

@@ -59,6 +59,7 @@ class WorkloadRecord:
     device_name: str
     device_count: int
     peak_flops_per_s: float | None
+    loss_floor_nats: float | None
 
 
 @dataclass
@@ -125,6 +126,8 @@ class WindowRecord:
     t_end_ns: int
     energy_j: float
     train_loss: float | None
+    stats: dict[str, float]
+    expert_load: list[float] | None
 
 
 @dataclass

@@ -1,4 +1,9 @@
-"""PyTorch adapter: builds model, optimizer and compiled step from the benchmark config."""
+"""PyTorch adapter: builds model, optimizer and step from the benchmark config.
+
+On a GPU: bf16 autocast over fp32 master weights, fused SDPA attention, torch.compile of the
+model, fused AdamW, pinned host batches copied without blocking, and no host sync inside a
+step (the loss and MoE statistics stay on the device until the runner's window edge).
+"""
 
 from __future__ import annotations
 
@@ -11,8 +16,10 @@ import torch
 from harness.errors import WorkloadError
 from workloads.base import WorkloadInfo
 from workloads.data import Batch, build_token_source
-from workloads.flops import dense_param_counts, peak_flops_per_s, train_flops_per_token
-from workloads.torch.model import Transformer, lm_loss
+from workloads.flops import peak_flops_per_s, train_flops_per_token, transformer_param_counts
+from workloads.torch.model import Transformer, lm_loss, training_loss
+
+STAT_NAMES = ("train_loss", "aux_loss", "z_loss", "dropped_frac")
 
 
 def _pick_device(requested: str) -> torch.device:
@@ -47,7 +54,9 @@ class TorchWorkload:
         self.precision = (
             framework.precision if framework.precision != "auto" else ("bf16" if on_gpu else "fp32")
         )
-        self.data = build_token_source(bench.data, bench.model)
+        self.data = build_token_source(
+            bench.data, bench.model, bench.global_batch * bench.eval_batches
+        )
         self.rng = np.random.default_rng([seed, bench.data.seed])
         self.eval_batches = self.data.eval_set(bench.global_batch, bench.eval_batches)
 
@@ -70,21 +79,13 @@ class TorchWorkload:
             {"params": decay, "weight_decay": o.weight_decay},
             {"params": no_decay, "weight_decay": 0.0},
         ]
-        fused = self.device.type == "cuda"
-        return torch.optim.AdamW(groups, lr=o.lr, betas=(o.beta1, o.beta2), fused=fused)
+        return torch.optim.AdamW(
+            groups, lr=o.lr, betas=(o.beta1, o.beta2), fused=self.device.type == "cuda"
+        )
 
     def _info(self) -> WorkloadInfo:
         m = self.bench.model
-        counts = dense_param_counts(
-            m.vocab_size,
-            m.d_model,
-            m.n_layers,
-            m.d_ff,
-            m.seq_len,
-            m.tie_embeddings,
-            m.positions == "learned",
-            m.norm,
-        )
+        counts = transformer_param_counts(m)
         actual = sum(p.numel() for p in self.model.parameters())
         if actual != counts.total:  # the FLOP maths must describe the model that runs
             raise WorkloadError(
@@ -93,7 +94,6 @@ class TorchWorkload:
             )
         on_gpu = self.device.type == "cuda"
         name = torch.cuda.get_device_name(self.device) if on_gpu else _cpu_name()
-        peak = peak_flops_per_s(name) if on_gpu else None
         return WorkloadInfo(
             framework="torch",
             framework_version=torch.__version__,
@@ -109,7 +109,8 @@ class TorchWorkload:
             device_kind="gpu" if on_gpu else "cpu",
             device_name=name,
             device_count=1,
-            peak_flops_per_s=peak,
+            peak_flops_per_s=peak_flops_per_s(name) if on_gpu else None,
+            loss_floor_nats=self.data.entropy_floor_nats,
         )
 
     def _autocast(self):
@@ -132,7 +133,8 @@ class TorchWorkload:
             group["lr"] = lr_at(self.step_index, self.bench.optim, self.bench.max_steps)
         x_BT, y_BT = self._to_device(batch)
         with self._autocast():
-            loss = lm_loss(self.forward(x_BT), y_BT)
+            logits_BTV, moe_stats = self.forward(x_BT)
+            loss, stats = training_loss(logits_BTV, y_BT, moe_stats)
         loss.backward()
         if self.bench.optim.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(
@@ -141,14 +143,24 @@ class TorchWorkload:
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.step_index += 1
-        return loss.detach()
+        return stats
 
     def sync(self) -> None:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
 
-    def read_loss(self, handle: torch.Tensor) -> float:
-        return float(handle.item())
+    def read_step_stats(self, handles: list[torch.Tensor]) -> list[dict]:
+        """Per-step statistics from train_step handles, in one device-to-host copy."""
+        if not handles:
+            return []
+        rows = torch.stack(handles).float().cpu().tolist()
+        out = []
+        for row in rows:
+            stats = dict(zip(STAT_NAMES, row[: len(STAT_NAMES)], strict=False))
+            if len(row) > len(STAT_NAMES):
+                stats["expert_load"] = row[len(STAT_NAMES) :]
+            out.append(stats)
+        return out
 
     @torch.no_grad()
     def evaluate(self) -> float:
@@ -157,7 +169,8 @@ class TorchWorkload:
         for batch in self.eval_batches:
             x_BT, y_BT = self._to_device(batch)
             with self._autocast():
-                total += lm_loss(self.forward(x_BT), y_BT)
+                logits_BTV, _ = self.forward(x_BT)
+                total += lm_loss(logits_BTV, y_BT)
         self.model.train()
         return float(total.item()) / len(self.eval_batches)
 

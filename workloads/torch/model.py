@@ -1,17 +1,20 @@
 """Decoder-only transformer (pre-norm, RoPE or learned positions, fused SDPA attention).
 
 Shapes are in names: B batch, T sequence, D model width, H heads, K head width, F FFN width,
-V vocabulary. `ffn_for_layer` lets the MoE model swap FFNs without copying this file.
+V vocabulary, N tokens, E experts. With model.kind == "moe" every `moe_every`-th FFN is a
+Switch top-1 MoE layer (workloads/torch/moe.py); everything else is shared with the dense model.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from workloads.moe_rules import is_moe_layer
+from workloads.torch.moe import SwitchFFN
 
 
 class RMSNorm(nn.Module):
@@ -73,8 +76,8 @@ class MLP(nn.Module):
         self.fc = nn.Linear(d_model, d_ff, bias=False)
         self.proj = nn.Linear(d_ff, d_model, bias=False)
 
-    def forward(self, x_BTD: torch.Tensor) -> torch.Tensor:
-        return self.proj(F.gelu(self.fc(x_BTD), approximate="tanh"))
+    def forward(self, x_BTD: torch.Tensor) -> tuple[torch.Tensor, None]:
+        return self.proj(F.gelu(self.fc(x_BTD), approximate="tanh")), None
 
 
 class Block(nn.Module):
@@ -85,17 +88,25 @@ class Block(nn.Module):
         self.norm_ffn = make_norm(norm, d_model)
         self.ffn = ffn
 
-    def forward(self, x_BTD: torch.Tensor, rope) -> torch.Tensor:
+    def forward(self, x_BTD: torch.Tensor, rope) -> tuple[torch.Tensor, dict | None]:
         x_BTD = x_BTD + self.attn(self.norm_attn(x_BTD), rope)
-        return x_BTD + self.ffn(self.norm_ffn(x_BTD))
+        ffn_BTD, stats = self.ffn(self.norm_ffn(x_BTD))
+        return x_BTD + ffn_BTD, stats
 
 
 class Transformer(nn.Module):
-    def __init__(self, model_cfg, ffn_for_layer: Callable[[int], nn.Module] | None = None):
+    """Dense when model.kind == "dense"; Switch MoE in every `moe_every`-th FFN when "moe"."""
+
+    def __init__(self, model_cfg):
         super().__init__()
         m = model_cfg
         self.cfg = m
-        make_ffn = ffn_for_layer or (lambda _i: MLP(m.d_model, m.d_ff))
+
+        def make_ffn(layer: int) -> nn.Module:
+            if m.kind == "moe" and is_moe_layer(layer, m.moe_every):
+                return SwitchFFN(m.d_model, m.d_ff, m)
+            return MLP(m.d_model, m.d_ff)
+
         self.tok_emb = nn.Embedding(m.vocab_size, m.d_model)
         self.pos_emb = nn.Embedding(m.seq_len, m.d_model) if m.positions == "learned" else None
         self.blocks = nn.ModuleList(
@@ -112,24 +123,49 @@ class Transformer(nn.Module):
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """GPT-2 init: N(0, std) everywhere, residual output projections scaled by 1/sqrt(2 L)."""
+        """GPT-2 init: N(0, std) everywhere, residual output projections (attention and FFN
+        out, experts' w_out too) scaled by 1/sqrt(2 L). Routers start at N(0, std) like the rest."""
         std = self.cfg.init_std
         for name, p in self.named_parameters():
             if p.dim() < 2:
                 continue  # norm gains stay at their defaults (1, and 0 for LayerNorm bias)
-            scale = 1.0 / math.sqrt(2 * self.cfg.n_layers) if name.endswith("proj.weight") else 1.0
+            residual_out = name.endswith(("proj.weight", "w_out_EFD"))
+            scale = 1.0 / math.sqrt(2 * self.cfg.n_layers) if residual_out else 1.0
             nn.init.normal_(p, mean=0.0, std=std * scale)
 
-    def forward(self, tokens_BT: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, tokens_BT: torch.Tensor
+    ) -> tuple[torch.Tensor, list[dict[str, torch.Tensor]]]:
+        """Logits and the router statistics of every MoE layer (empty for a dense model)."""
         x_BTD = self.tok_emb(tokens_BT)
         if self.pos_emb is not None:
             x_BTD = x_BTD + self.pos_emb.weight[: tokens_BT.shape[1]]
         rope = (self.rope_cos, self.rope_sin) if self.pos_emb is None else None
+        moe_stats = []
         for block in self.blocks:
-            x_BTD = block(x_BTD, rope)
-        return self.head(self.norm_out(x_BTD))
+            x_BTD, stats = block(x_BTD, rope)
+            if stats is not None:
+                moe_stats.append(stats)
+        return self.head(self.norm_out(x_BTD)), moe_stats
 
 
 def lm_loss(logits_BTV: torch.Tensor, targets_BT: torch.Tensor) -> torch.Tensor:
     """Mean next-token cross entropy in nats, computed in float32."""
     return F.cross_entropy(logits_BTV.float().flatten(0, 1), targets_BT.flatten())
+
+
+def training_loss(logits_BTV, targets_BT, moe_stats) -> tuple[torch.Tensor, torch.Tensor]:
+    """(total loss to differentiate, step statistics as one 1-D tensor: no host sync).
+
+    Statistics: [cross entropy, aux loss, z loss, dropped fraction, expert load (E values)],
+    aux and z summed over MoE layers, dropped fraction and load averaged over them.
+    """
+    ce = lm_loss(logits_BTV, targets_BT)
+    if not moe_stats:
+        return ce, ce.detach().reshape(1)
+    aux = torch.stack([s["aux_loss"] for s in moe_stats]).sum()
+    z = torch.stack([s["z_loss"] for s in moe_stats]).sum()
+    dropped = torch.stack([s["dropped_frac"] for s in moe_stats]).mean()
+    load_E = torch.stack([s["expert_load"] for s in moe_stats]).mean(dim=0)
+    stats = torch.cat([torch.stack([ce, aux, z, dropped]).detach(), load_E.detach()])
+    return ce + aux + z, stats
