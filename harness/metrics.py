@@ -125,6 +125,7 @@ def compute_metrics(
         reached_target=target is not None,
         final_eval_loss=evals[-1].eval_loss if evals else None,
         warmup_energy_j=warmup_j,
+        peak_device_memory_gb=None,  # filled by the runner from the workload
         evals=evals,
     )
     return metrics, windows, warnings

@@ -126,6 +126,7 @@ class Runner:
             final=final,
             warnings=self.warnings,
             error=self.error,
+            peak_memory_bytes=self.workload.peak_memory_bytes(),
         )
 
     def _write_result(self, final: bool) -> Result:

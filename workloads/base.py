@@ -50,3 +50,6 @@ class Workload(Protocol):
 
     def evaluate(self) -> float:
         """Mean eval loss in nats per token over the benchmark's fixed eval set."""
+
+    def peak_memory_bytes(self) -> int | None:
+        """Peak device memory allocated so far, or None where the device does not say."""

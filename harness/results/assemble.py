@@ -79,6 +79,7 @@ def assemble_result(
     final: bool,
     warnings: list[str],
     error: str | None,
+    peak_memory_bytes: int | None = None,
 ) -> Result:
     """Build the Result. `final` adds file hashes (only meaningful once the files are closed)."""
     bench = cfg.benchmark
@@ -95,6 +96,8 @@ def assemble_result(
             bench.window_steps,
         )
         all_warnings += metric_warnings
+        if peak_memory_bytes is not None:
+            metrics.peak_device_memory_gb = peak_memory_bytes / 2**30
         carbon = compute_carbon(metrics.energy_total_j, cfg.carbon)
     provenances = {d.provenance for d, _ in meter.describe()}
     if provenances - {"measured"}:

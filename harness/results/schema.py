@@ -147,6 +147,7 @@ class Metrics:
     reached_target: bool
     final_eval_loss: float | None
     warmup_energy_j: float | None
+    peak_device_memory_gb: float | None
     evals: list[EvalRecord]
 
 

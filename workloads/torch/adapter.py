@@ -162,6 +162,11 @@ class TorchWorkload:
             out.append(stats)
         return out
 
+    def peak_memory_bytes(self) -> int | None:
+        if self.device.type != "cuda":
+            return None
+        return torch.cuda.max_memory_allocated(self.device)
+
     @torch.no_grad()
     def evaluate(self) -> float:
         self.model.eval()
