@@ -96,12 +96,28 @@ class BenchmarkConfig:
 
 
 @dataclass
+class MeshConfig:
+    data: int = 1  # devices along the batch axis
+    expert: int = 1  # devices along the expert axis (experts sharded, tokens exchanged by XLA)
+
+
+@dataclass
+class DistributedConfig:
+    enabled: bool = False  # JAX: call jax.distributed.initialize before touching devices
+    coordinator_address: str | None = None  # host:port of process 0; None lets JAX detect it
+    num_processes: int | None = None
+    process_id: int | None = None
+
+
+@dataclass
 class FrameworkConfig:
-    name: str = "torch"
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    precision: str = "auto"  # auto (bf16 on GPU, fp32 on CPU) | fp32 | bf16
-    compile: str = "auto"  # auto (on for GPU) | on | off
+    name: str = "torch"  # torch | jax
+    device: str = "auto"  # torch: auto | cpu | cuda | cuda:N; jax: auto | cpu | gpu | tpu
+    precision: str = "auto"  # auto (bf16 on accelerators, fp32 on CPU) | fp32 | bf16
+    compile: str = "auto"  # torch: auto (on for GPU) | on | off; jax always jit-compiles
     threads: int | None = None  # CPU intra-op threads; None leaves the framework default
+    mesh: MeshConfig = field(default_factory=MeshConfig)  # jax
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)  # jax multi-host
 
 
 @dataclass
@@ -293,8 +309,34 @@ def validate(cfg: JoulebenchConfig) -> None:
 
     f = cfg.framework
     _require(
-        f.name in ("torch",), "framework", f.name, "is not available yet", "use framework=torch"
+        f.name in ("torch", "jax"),
+        "framework",
+        f.name,
+        "is not available",
+        "use framework=torch or jax",
     )
+    _require(
+        f.mesh.data >= 1 and f.mesh.expert >= 1,
+        "framework.mesh",
+        f"{f.mesh.data}x{f.mesh.expert}",
+        "must have axes >= 1",
+        "use e.g. framework.mesh.data=2 framework.mesh.expert=4",
+    )
+    _require(
+        b.global_batch % (f.mesh.data * f.mesh.expert) == 0,
+        "benchmark.global_batch",
+        b.global_batch,
+        f"must divide over the {f.mesh.data * f.mesh.expert} devices of the mesh",
+        "pick a batch that is a multiple of framework.mesh.data x framework.mesh.expert",
+    )
+    if m.kind == "moe":
+        _require(
+            m.n_experts % f.mesh.expert == 0,
+            "benchmark.model.n_experts",
+            m.n_experts,
+            f"must be a multiple of framework.mesh.expert={f.mesh.expert}",
+            "use an expert axis that divides the number of experts",
+        )
     _require(
         f.precision in ("auto", "fp32", "bf16"),
         "framework.precision",
@@ -310,11 +352,11 @@ def validate(cfg: JoulebenchConfig) -> None:
         "use auto, on or off",
     )
     _require(
-        f.device == "auto" or f.device == "cpu" or f.device.startswith("cuda"),
+        f.device in ("auto", "cpu", "gpu", "tpu") or f.device.startswith("cuda"),
         "framework.device",
         f.device,
         "is unknown",
-        "use auto, cpu, cuda or cuda:N",
+        "use auto, cpu, cuda or cuda:N (torch), or auto, cpu, gpu, tpu (jax)",
     )
     _require(
         f.threads is None or f.threads > 0,

@@ -250,3 +250,16 @@ def test_tiny_moe_reaches_its_target_and_logs_router_stats(in_tmp):
     assert all(0 < a <= 0.01 * 4 for a in aux)  # alpha * N * sum f P lies in (0, alpha * N]
     assert sum(aux) / len(aux) == pytest.approx(0.01, rel=0.1)  # near alpha: routing stays balanced
     assert all(0.0 <= rec["value"]["dropped_frac"] < 0.5 for rec in steps)
+
+
+@pytest.mark.parametrize("benchmark", ["lm-dense-tiny", "lm-moe-tiny"])
+def test_jax_tiny_benchmarks_reach_their_targets(in_tmp, benchmark):
+    pytest.importorskip("jax")
+    assert (
+        main(["run", "framework=jax", f"benchmark={benchmark}", "meter=simulated", "run_dir=j"])
+        == 0
+    )
+    r = load_result(in_tmp / "j")
+    assert r["status"] == "success" and r["workload"]["framework"] == "jax"
+    assert r["workload"]["compiled"] is True and r["workload"]["device_count"] == 1
+    assert r["metrics"]["evals"][-1]["eval_loss"] <= r["target_threshold"]

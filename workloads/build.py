@@ -15,4 +15,15 @@ def build_workload(bench, framework, seed: int):
                 'install it: pip install "torch>=2.4" (or pip install -e ".[torch]").',
             ) from exc
         return TorchWorkload(bench, framework, seed)
-    raise WorkloadError(f"framework={framework.name} is not available.", "use framework=torch.")
+    if framework.name == "jax":
+        try:
+            from workloads.jax.adapter import JaxWorkload
+        except ImportError as exc:
+            raise WorkloadError(
+                f"framework=jax needs JAX and optax, which do not import here ({exc}).",
+                'install them: pip install -e ".[jax]".',
+            ) from exc
+        return JaxWorkload(bench, framework, seed)
+    raise WorkloadError(
+        f"framework={framework.name} is not available.", "use framework=torch or jax."
+    )

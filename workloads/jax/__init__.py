@@ -1,0 +1,1 @@
+"""JAX workloads. Importing this package imports jax."""
