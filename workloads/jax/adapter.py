@@ -91,6 +91,9 @@ class JaxWorkload:
             else ("bf16" if on_accel else "fp32")
         )
         self.dtype = jnp.bfloat16 if self.precision == "bf16" else jnp.float32
+        # JAX's default attention is XLA's unfused one; on NVIDIA GPUs in bf16 ask for cuDNN's
+        # fused flash attention (the counterpart of torch's SDPA flash kernel).
+        self.attn_impl = "cudnn" if self.platform == "gpu" and self.precision == "bf16" else None
         self.data = build_token_source(bench.data, m, bench.global_batch * bench.eval_batches)
         self.rng = np.random.default_rng([seed, bench.data.seed])
         self.batch_sharding = NamedSharding(self.mesh, P(("data", "expert")))
@@ -126,6 +129,7 @@ class JaxWorkload:
                 key=key,
                 dtype=self.dtype,
                 expert_sharding=expert_sharding,
+                attn_impl=self.attn_impl,
             )
             return jm.training_loss(logits, y_BT, moe_stats)
 
@@ -140,7 +144,13 @@ class JaxWorkload:
 
         def eval_step(params, x_BT, y_BT):
             logits, _ = jm.forward(
-                params, x_BT, m, training=False, dtype=self.dtype, expert_sharding=expert_sharding
+                params,
+                x_BT,
+                m,
+                training=False,
+                dtype=self.dtype,
+                expert_sharding=expert_sharding,
+                attn_impl=self.attn_impl,
             )
             return jm.lm_loss(logits, y_BT)
 
@@ -194,7 +204,11 @@ class JaxWorkload:
             device_count=len(devices),
             peak_flops_per_s=peak,
             loss_floor_nats=self.data.entropy_floor_nats,
-            extra={"mesh": dict(self.mesh.shape), "process_count": jax.process_count()},
+            extra={
+                "mesh": dict(self.mesh.shape),
+                "process_count": jax.process_count(),
+                "attention": self.attn_impl or "xla",
+            },
         )
 
     def _put(self, batch: Batch) -> tuple[jax.Array, jax.Array]:

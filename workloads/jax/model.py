@@ -81,15 +81,16 @@ def apply_rope(x_BTHK: jax.Array, cos_TK: jax.Array, sin_TK: jax.Array) -> jax.A
     return jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1).astype(x_BTHK.dtype)
 
 
-def attention(p: dict, x_BTD: jax.Array, n_heads: int, rope, dtype) -> jax.Array:
+def attention(
+    p: dict, x_BTD: jax.Array, n_heads: int, rope, dtype, attn_impl: str | None = None
+) -> jax.Array:
     B, T, D = x_BTD.shape
     qkv = x_BTD.astype(dtype) @ p["qkv"].astype(dtype)
     q, k, v = (t.reshape(B, T, n_heads, D // n_heads) for t in jnp.split(qkv, 3, axis=-1))
     if rope is not None:
         q, k = apply_rope(q, *rope), apply_rope(k, *rope)
-    out_BTHK = jax.nn.dot_product_attention(
-        q, k, v, is_causal=True
-    )  # fused (cuDNN) where available
+    # attn_impl="cudnn" is the fused flash kernel on NVIDIA GPUs (bf16); None is XLA's own
+    out_BTHK = jax.nn.dot_product_attention(q, k, v, is_causal=True, implementation=attn_impl)
     return out_BTHK.reshape(B, T, D) @ p["attn_proj"].astype(dtype)
 
 
@@ -155,6 +156,7 @@ def forward(
     key=None,
     dtype=jnp.float32,
     expert_sharding=None,
+    attn_impl: str | None = None,
 ):
     """Logits and the router statistics of each MoE layer. Like torch autocast: parameters and
     the residual stream in float32, matmul inputs in `dtype` (bf16 on accelerators)."""
@@ -164,9 +166,8 @@ def forward(
     rope = rope_tables(m.seq_len, m.d_model // m.n_heads) if m.positions == "rope" else None
     moe_stats = []  # the residual stream stays float32; matmul inputs are cast to `dtype`
     for i, block in enumerate(params["blocks"]):
-        x_BTD = x_BTD + attention(
-            block, apply_norm(block["norm_attn"], x_BTD, m.norm), m.n_heads, rope, dtype
-        )
+        h_BTD = apply_norm(block["norm_attn"], x_BTD, m.norm)
+        x_BTD = x_BTD + attention(block, h_BTD, m.n_heads, rope, dtype, attn_impl)
         h_BTD = apply_norm(block["norm_ffn"], x_BTD, m.norm)
         if "moe" in block:
             layer_key = None if key is None else jax.random.fold_in(key, i)
