@@ -60,6 +60,7 @@ class WorkloadRecord:
     device_count: int
     peak_flops_per_s: float | None
     loss_floor_nats: float | None
+    extra: dict[str, Any]
 
 
 @dataclass
