@@ -127,13 +127,60 @@ class CpuModelMeterConfig:
 
 
 @dataclass
+class NvmlMeterConfig:
+    devices: list[int] | None = None  # CUDA-visible indices; None: the GPUs the workload uses
+
+
+@dataclass
+class RaplMeterConfig:
+    root: str = "/sys/class/powercap"
+
+
+@dataclass
+class TpuMeterConfig:
+    watts_per_chip: float | None = None  # None: the cited table in harness/meters/tpu.py
+    duty_cycle: float | None = None  # fraction of time busy, if your runtime reports it
+
+
+@dataclass
+class PtdaemonMeterConfig:
+    host: str | None = None  # PTDaemon's address; None leaves the wall meter out of meter=auto
+    port: int = 8888
+    interval_ms: int = 1000
+    voltage_range: str = "Auto"
+    current_range: str = "Auto"
+    timeout_s: float = 5.0
+
+
+@dataclass
+class IpmiMeterConfig:
+    command: str = "ipmitool dcmi power reading"
+
+
+@dataclass
+class ReplayMeterConfig:
+    path: str | None = None  # a power.csv to replay
+
+
+@dataclass
 class MeterConfig:
-    source: str = "auto"  # auto | simulated | cpu-model
+    # auto, one source, or several joined by "+": nvml+rapl, nvml+ptdaemon, ...
+    # sources: simulated, cpu-model, nvml, rapl, tpu, ptdaemon, ipmi, replay
+    source: str = "auto"
     sample_hz: float = 10.0
-    on_error: str = "continue"  # continue | stop
+    on_error: str = "continue"  # continue | stop: what a run does when a meter fails mid-run
+    idle_seconds: float = (
+        0.0  # measure idle power this long before warm-up (reported, not subtracted)
+    )
     watts: float = 100.0  # simulated: constant power of the deterministic model
     domain: str = "sim:0"  # simulated: the domain it reports
     cpu: CpuModelMeterConfig = field(default_factory=CpuModelMeterConfig)
+    nvml: NvmlMeterConfig = field(default_factory=NvmlMeterConfig)
+    rapl: RaplMeterConfig = field(default_factory=RaplMeterConfig)
+    tpu: TpuMeterConfig = field(default_factory=TpuMeterConfig)
+    ptdaemon: PtdaemonMeterConfig = field(default_factory=PtdaemonMeterConfig)
+    ipmi: IpmiMeterConfig = field(default_factory=IpmiMeterConfig)
+    replay: ReplayMeterConfig = field(default_factory=ReplayMeterConfig)
 
 
 @dataclass
@@ -367,6 +414,13 @@ def validate(cfg: JoulebenchConfig) -> None:
     )
 
     mc = cfg.meter
+    _require(
+        mc.idle_seconds >= 0,
+        "meter.idle_seconds",
+        mc.idle_seconds,
+        "must be >= 0",
+        "use 0 to skip the idle baseline",
+    )
     _require(
         math.isfinite(mc.watts) and mc.watts > 0,
         "meter.watts",

@@ -48,17 +48,27 @@ def compute_metrics(
     peak_power_w: float | None,
     info: WorkloadInfo,
     steps_per_window: int,
+    total_domains: list[str] | None = None,
+    idle_power_w: dict[str, float] | None = None,
 ) -> tuple[Metrics, list[WindowRecord], list[str]]:
+    """`total_domains` are summed for every total (all domains when None: with a wall meter
+    only its domain counts, the device meters being its breakdown). `idle_power_w` gives
+    `energy_above_idle_j`, reported beside the gross energy, never instead of it."""
     assert tl.run_start_ns is not None and tl.run_stop_ns is not None
     warnings: list[str] = []
     start, stop = tl.run_start_ns, tl.run_stop_ns
+
+    def total(by_domain: dict[str, float]) -> float:
+        keys = by_domain if total_domains is None else total_domains
+        return sum(by_domain.get(k, 0.0) for k in keys)
+
     by_domain = energy_between(energy_at, start, stop)
-    total_j = sum(by_domain.values())
+    total_j = total(by_domain)
     duration_s = (stop - start) / 1e9
 
     windows = []
     for w in tl.windows:
-        e = sum(energy_between(energy_at, w.t_start_ns, w.t_end_ns).values())
+        e = total(energy_between(energy_at, w.t_start_ns, w.t_end_ns))
         windows.append(
             WindowRecord(
                 w.step_start,
@@ -98,7 +108,7 @@ def compute_metrics(
         EvalRecord(
             step=e.step,
             t_s=(e.t_end_ns - start) / 1e9,
-            energy_j=sum(energy_between(energy_at, start, e.t_end_ns).values()),
+            energy_j=total(energy_between(energy_at, start, e.t_end_ns)),
             eval_loss=e.eval_loss,
             reached_target=e.reached_target,
         )
@@ -107,7 +117,10 @@ def compute_metrics(
     target = next((e for e in evals if e.reached_target), None)
     warmup_j = None
     if tl.warmup_start_ns is not None and tl.warmup_stop_ns is not None:
-        warmup_j = sum(energy_between(energy_at, tl.warmup_start_ns, tl.warmup_stop_ns).values())
+        warmup_j = total(energy_between(energy_at, tl.warmup_start_ns, tl.warmup_stop_ns))
+    above_idle_j = None
+    if idle_power_w:
+        above_idle_j = total_j - duration_s * total({d: w for d, w in idle_power_w.items()})
 
     metrics = Metrics(
         steps=tl.steps,
@@ -126,6 +139,7 @@ def compute_metrics(
         final_eval_loss=evals[-1].eval_loss if evals else None,
         warmup_energy_j=warmup_j,
         peak_device_memory_gb=None,  # filled by the runner from the workload
+        energy_above_idle_j=above_idle_j,
         evals=evals,
     )
     return metrics, windows, warnings

@@ -95,7 +95,7 @@ class Runner:
         self.run_id = uuid.uuid4().hex[:12]
         # Build what can fail on bad input before anything is written.
         self.workload = build_workload(cfg.benchmark, cfg.framework, cfg.seed)
-        self.meter = build_meter(cfg.meter)
+        self.meter = build_meter(cfg.meter, self.workload.info)
         self.run_dir = make_run_dir(cfg, self.tl, self.run_id)
         self.code, self.system = (
             code_version(),
@@ -171,6 +171,10 @@ class Runner:
     def _train(self, mllog: MLLogger, progress: Progress, stop: StopRequest) -> bool:
         """The timed loop. Returns True when it ended early on a stop request."""
         bench, tl, wl = self.cfg.benchmark, self.tl, self.workload
+        if self.cfg.meter.idle_seconds > 0:
+            wl.sync()
+            idle = self.meter.measure_idle(self.cfg.meter.idle_seconds)
+            mllog.event("idle_power", idle, Timeline.now(), metadata={"unit": "W"})
         tl.warmup_start_ns = Timeline.now()
         wl.warmup(bench.warmup_steps)
         wl.sync()

@@ -23,12 +23,16 @@ class Reading:
     watts: float | None  # power at (or averaged up to) this poll, if the source has it
 
 
+ROLES = ("device", "total")
+
+
 @dataclass
 class SourceDescription:
     name: str
     method: str
     provenance: str
     domains: list[str]
+    role: str = "device"  # "total": a wall meter whose reading is the whole system's
     details: dict[str, Any] = field(default_factory=dict)
 
 
@@ -38,6 +42,15 @@ class MeterSource(ABC):
     name: str = "source"
     method: str = "power-sampling"
     provenance: str = "measured"
+    role: str = "device"  # "total" for a meter at the plug: device meters are then its breakdown
+
+    def covers(self) -> set[str]:
+        """The physical things this source measures (e.g. a GPU's UUID, "cpu", "node").
+
+        The composite meter refuses two device-role sources that cover the same thing, which is
+        how one physical device is never counted twice even when two sources name it differently.
+        """
+        return {f"{self.name}:{d}" for d in self.domains()}
 
     @abstractmethod
     def domains(self) -> list[str]: ...
@@ -54,8 +67,23 @@ class MeterSource(ABC):
 
     def describe(self) -> SourceDescription:
         return SourceDescription(
-            self.name, self.method, self.provenance, self.domains(), self.details()
+            self.name, self.method, self.provenance, self.domains(), self.role, self.details()
         )
 
     def details(self) -> dict[str, Any]:
         return {}
+
+
+class PowerIntegrator:
+    """Cumulative joules from power samples by the trapezoid rule, for sources with no counter."""
+
+    def __init__(self) -> None:
+        self.joules = 0.0
+        self._last: tuple[int, float] | None = None
+
+    def add(self, t_ns: int, watts: float) -> float:
+        if self._last is not None:
+            t0, w0 = self._last
+            self.joules += 0.5 * (w0 + watts) * max(0, t_ns - t0) / 1e9
+        self._last = (t_ns, watts)
+        return self.joules

@@ -1,20 +1,119 @@
-"""Build the run's meter from `meter` config. `source=auto` takes the best source available.
+"""Build the run's meter from `meter` config.
 
-Preference order for auto: measured hardware counters first (NVML, RAPL, wall meters: the
-metering issue adds them here), then the estimated CPU model. The simulated source is for
-tests and CI and is never picked automatically.
+`meter.source` is one source, several joined by "+" (a composite), or `auto`: every measured
+source this machine offers (NVML, RAPL, and a PTDaemon wall meter when its host is set), the
+TPU estimate on a TPU run, and the estimated CPU model only when nothing better exists. The
+simulated and replay sources are never picked automatically.
 """
 
 from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 
 from harness.errors import ConfigError, MeterError
 from harness.meters.base import MeterSource
 from harness.meters.meter import Meter
 
-SOURCES = ("auto", "simulated", "cpu-model")
+
+@dataclass(frozen=True)
+class SourceKind:
+    name: str
+    summary: str
+    available: Callable  # (meter_cfg, workload_info | None) -> (bool, reason)
+    build: Callable  # (meter_cfg, workload_info | None) -> MeterSource
+    auto: bool  # may meter=auto pick it
 
 
-def _cpu_model(meter_cfg) -> MeterSource:
+def _gpu_indices(cfg, info) -> list[int] | None:
+    if cfg.nvml.devices is not None:
+        return list(cfg.nvml.devices)
+    return None if info is None else info.extra.get("cuda_device_indices")
+
+
+def _nvml_available(cfg, info):
+    from harness.meters import nvml
+
+    return nvml.available()
+
+
+def _nvml_build(cfg, info):
+    from harness.meters.nvml import NvmlSource
+
+    return NvmlSource(_gpu_indices(cfg, info))
+
+
+def _rapl_available(cfg, info):
+    from harness.meters import rapl
+
+    return rapl.available(Path(cfg.rapl.root))
+
+
+def _rapl_build(cfg, info):
+    from harness.meters.rapl import RaplSource
+
+    return RaplSource(cfg.rapl.root)
+
+
+def _tpu_available(cfg, info):
+    if info is None or info.device_kind != "tpu":
+        return False, "the workload does not run on a TPU"
+    return True, f"{info.device_count} x {info.device_name}"
+
+
+def _tpu_build(cfg, info):
+    from harness.meters.tpu import TpuSource
+
+    ok, why = _tpu_available(cfg, info)
+    if not ok:
+        raise MeterError(f"meter=tpu but {why}.", "run with framework=jax on a Cloud TPU VM.")
+    return TpuSource(
+        info.device_name, info.device_count, cfg.tpu.watts_per_chip, cfg.tpu.duty_cycle
+    )
+
+
+def _ptd_available(cfg, info):
+    if not cfg.ptdaemon.host:
+        return False, "no wall meter configured (set meter.ptdaemon.host)"
+    return True, f"PTDaemon at {cfg.ptdaemon.host}:{cfg.ptdaemon.port}"
+
+
+def _ptd_build(cfg, info):
+    from harness.meters.wall import PtdaemonSource
+
+    if not cfg.ptdaemon.host:
+        raise MeterError(
+            "meter=ptdaemon needs the daemon's address.",
+            "set meter.ptdaemon.host=<director> (and port).",
+        )
+    p = cfg.ptdaemon
+    return PtdaemonSource(
+        p.host, p.port, p.interval_ms, p.voltage_range, p.current_range, timeout_s=p.timeout_s
+    )
+
+
+def _ipmi_available(cfg, info):
+    tool = cfg.ipmi.command.split()[0] if cfg.ipmi.command.split() else ""
+    if not shutil.which(tool):
+        return False, f"{tool or 'ipmitool'} is not on PATH"
+    return True, f"{cfg.ipmi.command} (needs a BMC with DCMI)"
+
+
+def _ipmi_build(cfg, info):
+    from harness.meters.wall import IpmiDcmiSource
+
+    return IpmiDcmiSource(cfg.ipmi.command)
+
+
+def _cpu_available(cfg, info):
+    from harness.meters.cpu_model import CpuModelSource
+
+    return CpuModelSource.available()
+
+
+def _cpu_build(cfg, info):
     from harness.meters.cpu_model import CpuModelSource
 
     ok, why = CpuModelSource.available()
@@ -22,43 +121,114 @@ def _cpu_model(meter_cfg) -> MeterSource:
         raise MeterError(
             f"the cpu-model meter is unavailable: {why}.", "install psutil or pick meter=simulated."
         )
-    return CpuModelSource(meter_cfg.cpu.tdp_w)
+    return CpuModelSource(cfg.cpu.tdp_w)
 
 
-def _simulated(meter_cfg) -> MeterSource:
+def _sim_build(cfg, info):
     from harness.meters.simulated import SimulatedSource
 
-    return SimulatedSource(meter_cfg.watts, meter_cfg.domain)
+    return SimulatedSource(cfg.watts, cfg.domain)
 
 
-def _auto(meter_cfg) -> list[MeterSource]:
-    from harness.meters.cpu_model import CpuModelSource
-
-    candidates = [("cpu-model", CpuModelSource.available, _cpu_model)]
-    reasons = []
-    for name, available, build in candidates:
-        ok, why = available()
-        if ok:
-            return [build(meter_cfg)]
-        reasons.append(f"{name}: {why}")
-    raise MeterError(
-        "no power source is available on this machine (" + "; ".join(reasons) + ").",
-        "use meter=simulated for a dry run, or install the package a source needs.",
-    )
+def _replay_available(cfg, info):
+    if not cfg.replay.path:
+        return False, "no trace given (set meter.replay.path)"
+    return Path(cfg.replay.path).is_file(), f"replays {cfg.replay.path}"
 
 
-def build_sources(meter_cfg) -> list[MeterSource]:
+def _replay_build(cfg, info):
+    from harness.meters.replay import ReplaySource
+
+    if not cfg.replay.path:
+        raise MeterError(
+            "meter=replay needs a trace.", "set meter.replay.path=<run dir>/power.csv."
+        )
+    return ReplaySource(cfg.replay.path)
+
+
+KINDS = {
+    k.name: k
+    for k in [
+        SourceKind(
+            "nvml", "NVIDIA GPU energy counters (measured)", _nvml_available, _nvml_build, True
+        ),
+        SourceKind(
+            "rapl",
+            "CPU package and DRAM RAPL counters (measured)",
+            _rapl_available,
+            _rapl_build,
+            True,
+        ),
+        SourceKind(
+            "ptdaemon",
+            "wall power analyzer via SPEC PTDaemon (measured, node total)",
+            _ptd_available,
+            _ptd_build,
+            True,
+        ),
+        SourceKind(
+            "ipmi",
+            "BMC DCMI power reading via ipmitool (measured, node total)",
+            _ipmi_available,
+            _ipmi_build,
+            False,
+        ),
+        SourceKind(
+            "tpu", "TPU chips x cited average power (estimated)", _tpu_available, _tpu_build, True
+        ),
+        SourceKind(
+            "cpu-model", "CPU TDP x utilisation (estimated)", _cpu_available, _cpu_build, False
+        ),
+        SourceKind(
+            "simulated",
+            "constant-power model for tests (simulated)",
+            lambda c, i: (True, "always"),
+            _sim_build,
+            False,
+        ),
+        SourceKind(
+            "replay",
+            "replay of a recorded power.csv (simulated)",
+            _replay_available,
+            _replay_build,
+            False,
+        ),
+    ]
+}
+SOURCES = ("auto", *KINDS)
+
+
+def survey(meter_cfg, info=None) -> list[tuple[SourceKind, bool, str]]:
+    """Every source kind with whether it is available here and why (for `joulebench meters`)."""
+    out = []
+    for kind in KINDS.values():
+        try:
+            ok, why = kind.available(meter_cfg, info)
+        except Exception as exc:  # noqa: BLE001 - a probe that breaks means "unavailable", with the reason
+            ok, why = False, f"probe failed: {exc}"
+        out.append((kind, ok, why))
+    return out
+
+
+def _auto(meter_cfg, info) -> list[MeterSource]:
+    picked = [kind for kind, ok, _ in survey(meter_cfg, info) if ok and kind.auto]
+    if not picked:  # nothing measured here: fall back to the estimate, and say so
+        picked = [KINDS["cpu-model"]]
+    return [kind.build(meter_cfg, info) for kind in picked]
+
+
+def build_sources(meter_cfg, info=None) -> list[MeterSource]:
     if meter_cfg.source == "auto":
-        return _auto(meter_cfg)
-    if meter_cfg.source == "simulated":
-        return [_simulated(meter_cfg)]
-    if meter_cfg.source == "cpu-model":
-        return [_cpu_model(meter_cfg)]
-    raise ConfigError(
-        f"meter.source={meter_cfg.source} is not a meter source.",
-        f"use one of: {', '.join(SOURCES)} (or meter=<name>).",
-    )
+        return _auto(meter_cfg, info)
+    names = [n.strip() for n in meter_cfg.source.split("+")]
+    unknown = [n for n in names if n not in KINDS]
+    if unknown or len(set(names)) != len(names):
+        raise ConfigError(
+            f"meter.source={meter_cfg.source} is not a meter source or composite.",
+            f"use auto, one of {', '.join(KINDS)}, or several joined by '+'.",
+        )
+    return [KINDS[n].build(meter_cfg, info) for n in names]
 
 
-def build_meter(meter_cfg) -> Meter:
-    return Meter(build_sources(meter_cfg), meter_cfg.sample_hz)
+def build_meter(meter_cfg, info=None) -> Meter:
+    return Meter(build_sources(meter_cfg, info), meter_cfg.sample_hz)

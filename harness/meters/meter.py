@@ -46,26 +46,65 @@ class Meter:
         sample_hz: float,
         clock: Callable[[], int] = time.monotonic_ns,
     ):
-        seen: dict[str, str] = {}
-        for source in sources:
-            for domain in source.domains():
-                if domain in seen:
-                    raise MeterError(
-                        f"domain {domain} is reported by both {seen[domain]} and {source.name}; "
-                        "counting it twice would double its energy.",
-                        "drop one of the two sources from the meter config.",
-                    )
-                seen[domain] = source.name
+        self._check_no_double_counting(sources)
         self.sources = list(sources)
         self.sample_hz = sample_hz
         self.clock = clock
         self.faults: list[MeterFault] = []
-        self.series = {domain: _Series() for domain in seen}
+        self.series = {domain: _Series() for s in sources for domain in s.domains()}
+        self.idle_power_w: dict[str, float] = {}
         self._active = list(sources)
         self._trace = None
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+
+    @staticmethod
+    def _check_no_double_counting(sources: list[MeterSource]) -> None:
+        """One domain name from one source; one physical device from one device-role source."""
+        domains: dict[str, str] = {}
+        covered: dict[str, str] = {}
+        for source in sources:
+            for domain in source.domains():
+                if domain in domains:
+                    raise MeterError(
+                        f"domain {domain} is reported by both {domains[domain]} and {source.name}; "
+                        "counting it twice would double its energy.",
+                        "drop one of the two sources from meter.source.",
+                    )
+                domains[domain] = source.name
+            if source.role != "device":
+                continue
+            for thing in source.covers():
+                if thing in covered:
+                    raise MeterError(
+                        f"{covered[thing]} and {source.name} both measure {thing}; "
+                        "its energy would be counted twice.",
+                        "keep one of them in meter.source.",
+                    )
+                covered[thing] = source.name
+        if sum(s.role == "total" for s in sources) > 1:
+            raise MeterError(
+                "more than one wall meter: each measures the whole node.",
+                "keep one wall meter in meter.source.",
+            )
+
+    @property
+    def total_domains(self) -> list[str]:
+        """The domains whose sum is the system's energy: the wall meter's when there is one,
+        else every device domain (then device meters are the whole account)."""
+        totals = [d for s in self.sources if s.role == "total" for d in s.domains()]
+        return totals or [d for s in self.sources for d in s.domains()]
+
+    def measure_idle(self, seconds: float) -> dict[str, float]:
+        """Average power per domain over `seconds` of doing nothing (the sampler keeps running)."""
+        t0 = self.clock()
+        time.sleep(seconds)
+        self.poll()
+        t1 = self.clock()
+        energy = self.energy_between(t0, t1)
+        self.idle_power_w = {d: e / ((t1 - t0) / 1e9) for d, e in energy.items()}
+        return self.idle_power_w
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self, trace_path: Path) -> None:

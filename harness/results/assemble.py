@@ -53,10 +53,11 @@ def _meter_records(meter: Meter) -> list[MeterSourceRecord]:
             name=d.name,
             method=d.method,
             provenance=d.provenance,
+            role=d.role,
             domains=d.domains,
             sample_hz=meter.sample_hz,
             measured_sample_hz=rate,
-            idle_power_w=None,
+            idle_power_w={k: v for k, v in meter.idle_power_w.items() if k in d.domains} or None,
             details=d.details,
         )
         for d, rate in meter.describe()
@@ -94,6 +95,8 @@ def assemble_result(
             meter.power_peak_w(tl.run_start_ns, stop),
             info,
             bench.window_steps,
+            meter.total_domains,
+            meter.idle_power_w or None,
         )
         all_warnings += metric_warnings
         if peak_memory_bytes is not None:

@@ -68,6 +68,7 @@ class MeterSourceRecord:
     name: str
     method: str
     provenance: str
+    role: str  # device | total (a wall meter: the system total, device meters its breakdown)
     domains: list[str]
     sample_hz: float
     measured_sample_hz: float | None
@@ -149,6 +150,7 @@ class Metrics:
     final_eval_loss: float | None
     warmup_energy_j: float | None
     peak_device_memory_gb: float | None
+    energy_above_idle_j: float | None  # gross minus idle power x duration; gross stays the headline
     evals: list[EvalRecord]
 
 

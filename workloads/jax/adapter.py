@@ -208,6 +208,17 @@ class JaxWorkload:
                 "mesh": dict(self.mesh.shape),
                 "process_count": jax.process_count(),
                 "attention": self.attn_impl or "xla",
+                **(
+                    {
+                        "cuda_device_indices": [
+                            d.local_hardware_id
+                            for d in devices
+                            if d.process_index == jax.process_index()
+                        ]
+                    }
+                    if self.platform == "gpu"
+                    else {}
+                ),
             },
         )
 

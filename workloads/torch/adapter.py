@@ -111,6 +111,7 @@ class TorchWorkload:
             device_count=1,
             peak_flops_per_s=peak_flops_per_s(name) if on_gpu else None,
             loss_floor_nats=self.data.entropy_floor_nats,
+            extra={"cuda_device_indices": [self.device.index or 0]} if on_gpu else {},
         )
 
     def _autocast(self):
