@@ -96,6 +96,26 @@ def cmd_run(args: argparse.Namespace) -> int:
     return worst
 
 
+def cmd_meters(args: argparse.Namespace) -> int:
+    """What this machine can measure: every source, whether it is available, and why."""
+    from harness.config import compose_config
+    from harness.meters.factory import build_sources, survey
+
+    cfg, _ = compose_config(list(args.overrides))
+    rows = survey(cfg.meter)
+    width = max(len(kind.name) for kind, _, _ in rows)
+    print(f"{'source'.ljust(width)}  available  what / why")
+    for kind, ok, why in rows:
+        print(f"{kind.name.ljust(width)}  {'yes' if ok else 'no ':<9}  {kind.summary}; {why}")
+    sources = build_sources(cfg.meter) if cfg.meter.source == "auto" else []
+    for source in sources:
+        d = source.describe()
+        print(
+            f"meter=auto uses {d.name}: {d.provenance}, {d.method}, role {d.role}, domains {', '.join(d.domains)}"
+        )
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="joulebench", description="Energy benchmark harness for ML training."
@@ -117,6 +137,15 @@ def build_parser() -> argparse.ArgumentParser:
         "overrides", nargs="*", help="e.g. benchmark=lm-dense-tiny meter=simulated meter.watts=100"
     )
     run.set_defaults(func=cmd_run)
+    meters = sub.add_parser(
+        "meters",
+        help="list the power sources this machine offers",
+        description="Print every meter source, whether it works here, and why not.",
+    )
+    meters.add_argument(
+        "overrides", nargs="*", help="meter overrides, e.g. meter.ptdaemon.host=10.0.0.2"
+    )
+    meters.set_defaults(func=cmd_meters)
     return parser
 
 

@@ -63,7 +63,10 @@ def test_cli_prints_one_line_and_exits_2(override, capsys, in_tmp):
 
 def test_missing_option_lists_the_choices(capsys):
     main(["run", "meter=nvml-nope"])
-    assert "choose one of: auto, cpu-model, ipmi, nvml, ptdaemon, rapl, replay, simulated, tpu" in capsys.readouterr().err
+    assert (
+        "choose one of: auto, cpu-model, ipmi, nvml, ptdaemon, rapl, replay, simulated, tpu"
+        in capsys.readouterr().err
+    )
 
 
 def test_sweeps_expand_to_the_cartesian_product():

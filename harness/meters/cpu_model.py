@@ -37,6 +37,9 @@ class CpuModelSource(MeterSource):
     def domains(self) -> list[str]:
         return [self.domain]
 
+    def covers(self) -> set[str]:
+        return {"cpu"}  # the same CPUs RAPL's package zones measure
+
     def open(self, t_ns: int) -> None:
         self._psutil.cpu_percent(interval=None)  # starts psutil's utilisation interval
         self._last_ns = t_ns

@@ -98,10 +98,11 @@ class Meter:
 
     def measure_idle(self, seconds: float) -> dict[str, float]:
         """Average power per domain over `seconds` of doing nothing (the sampler keeps running)."""
+        self.poll()  # brackets t0
         t0 = self.clock()
         time.sleep(seconds)
-        self.poll()
         t1 = self.clock()
+        self.poll()  # brackets t1
         energy = self.energy_between(t0, t1)
         self.idle_power_w = {d: e / ((t1 - t0) / 1e9) for d, e in energy.items()}
         return self.idle_power_w
@@ -129,7 +130,10 @@ class Meter:
             try:
                 source.close()
             except Exception as exc:  # noqa: BLE001 - closing must not lose the measurements
-                self.faults.append(MeterFault(self.clock(), source.name, f"close failed: {exc}"))
+                if source in self._active:  # a source that already failed may well fail to close
+                    self.faults.append(
+                        MeterFault(self.clock(), source.name, f"close failed: {exc}")
+                    )
         self._trace.close()
         self._trace = None
 
