@@ -57,6 +57,19 @@ def _summary(outcome) -> str:
             f"  CO2e              {lb.kg_co2e:.3g} kg location-based ({lb.region}, "
             f"{lb.intensity_g_per_kwh:g} g/kWh, {lb.dataset}; PUE {c.pue:g})"
         )
+        if c.market_based:
+            lines.append(
+                f"                    {c.market_based.kg_co2e:.3g} kg market-based ({c.market_based.method})"
+            )
+        if c.time_resolved:
+            lines.append(
+                f"                    {c.time_resolved.kg_co2e:.3g} kg time-resolved "
+                f"({c.time_resolved.mean_intensity_g_per_kwh:.1f} g/kWh over the run)"
+            )
+        if c.embodied:
+            lines.append(
+                f"  embodied CO2e     {c.embodied.kg_co2e:.3g} kg (amortised, reported separately)"
+            )
     lines.append(f"  energy source     {sources}")
     for w in r.warnings:
         lines.append(f"  warning           {w}")
@@ -146,6 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
         "overrides", nargs="*", help="meter overrides, e.g. meter.ptdaemon.host=10.0.0.2"
     )
     meters.set_defaults(func=cmd_meters)
+    from harness.carbon.cli import register as register_carbon
+
+    register_carbon(sub)
     return parser
 
 

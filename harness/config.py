@@ -184,14 +184,31 @@ class MeterConfig:
 
 
 @dataclass
+class MarketConfig:
+    # GHG Protocol Scope 2 market-based method: only from factors you can document
+    supplier_g_per_kwh: float | None = None  # your supplier's (or PPA's) emission factor
+    eac_covered_fraction: float | None = None  # share of energy matched by certificates (0..1)
+    residual_mix_g_per_kwh: float | None = None  # factor for the uncovered share
+
+
+@dataclass
+class EmbodiedConfig:
+    enabled: bool = False
+    kg_per_accelerator: float | None = None  # None: the cited table in harness/carbon/embodied.py
+    lifetime_years: float = 5.0
+
+
+@dataclass
 class CarbonConfig:
+    # ISO3 country (USA), cloud region (gcp:us-central1), or world (IEA 2019 average, labelled)
     region: str = "world"
-    intensity_g_per_kwh: float = 475.0
-    dataset: str = "IEA 2019 world average"
-    year: int = 2019
-    basis: str = "operational"  # operational | lifecycle
+    intensity_g_per_kwh: float | None = None  # an explicit value overrides the tables
+    intensity_source: str | None = None  # cite it
     pue: float = 1.0
     pue_source: str = "local workstation, no facility overhead"
+    market: MarketConfig = field(default_factory=MarketConfig)
+    time_resolved_csv: str | None = None  # CSV of (UTC time, gCO2e/kWh) integrated over the trace
+    embodied: EmbodiedConfig = field(default_factory=EmbodiedConfig)
 
 
 @dataclass
@@ -459,19 +476,34 @@ def validate(cfg: JoulebenchConfig) -> None:
         "PUE is facility energy over IT energy; 1.0 means no overhead",
     )
     _require(
-        math.isfinite(c.intensity_g_per_kwh) and c.intensity_g_per_kwh >= 0,
+        c.intensity_g_per_kwh is None
+        or (math.isfinite(c.intensity_g_per_kwh) and c.intensity_g_per_kwh >= 0),
         "carbon.intensity_g_per_kwh",
         c.intensity_g_per_kwh,
         "must be >= 0",
         "give grid intensity in gCO2e/kWh",
     )
+    for key in ("supplier_g_per_kwh", "residual_mix_g_per_kwh"):
+        value = getattr(c.market, key)
+        _require(
+            value is None or value >= 0,
+            f"carbon.market.{key}",
+            value,
+            "must be >= 0",
+            "give gCO2e/kWh",
+        )
+    covered = c.market.eac_covered_fraction
     _require(
-        c.basis in ("operational", "lifecycle"),
-        "carbon.basis",
-        c.basis,
-        "is unknown",
-        "use operational or lifecycle",
+        covered is None or 0 <= covered <= 1,
+        "carbon.market.eac_covered_fraction",
+        covered,
+        "must be in [0, 1]",
+        "give the share of energy matched by certificates",
     )
+    if c.intensity_g_per_kwh is None:
+        from harness.carbon.intensity import lookup
+
+        lookup(c.region)  # an unknown region fails here, before any training
     _require(
         cfg.progress in ("auto", "on", "off"),
         "progress",

@@ -15,7 +15,7 @@ def test_defaults_compose_to_the_typed_schema():
     assert cfg.benchmark.name == "lm-dense-tiny"
     assert cfg.framework.name == "torch"
     assert cfg.meter.source == "auto"
-    assert cfg.carbon.intensity_g_per_kwh == 475.0
+    assert cfg.carbon.region == "world" and cfg.carbon.intensity_g_per_kwh is None
     assert dict_cfg.benchmark.model.d_model == cfg.benchmark.model.d_model
 
 

@@ -6,8 +6,6 @@ from datetime import datetime, timezone
 
 import pytest
 
-from harness.carbon import compute_carbon
-from harness.config import CarbonConfig
 from harness.metrics import compute_metrics, energy_per_step_stats
 from harness.timeline import EvalPoint, Timeline, Window
 from workloads.base import WorkloadInfo
@@ -89,12 +87,3 @@ def test_energy_per_step_stats_spread():
     assert (stats.mean_j, stats.median_j, stats.min_j, stats.max_j) == (2.0, 2.0, 1.0, 3.0)
     assert stats.cv == pytest.approx(0.5)
     assert energy_per_step_stats([], 10) is None
-
-
-def test_carbon_is_energy_times_pue_times_intensity():
-    # 3.6e6 J = 1 kWh IT; PUE 1.5 -> 1.5 kWh facility; x 400 g/kWh = 0.6 kg
-    c = compute_carbon(3.6e6, CarbonConfig(intensity_g_per_kwh=400.0, pue=1.5, region="x"))
-    assert c.it_energy_kwh == pytest.approx(1.0)
-    assert c.facility_energy_kwh == pytest.approx(1.5)
-    assert c.location_based.kg_co2e == pytest.approx(0.6)
-    assert c.market_based_kg_co2e is None

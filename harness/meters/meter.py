@@ -37,6 +37,18 @@ class _Series:
         self.t_ns: list[int] = []
         self.joules: list[float] = []
         self.watts: list[float] = []
+        self._cache: tuple[int, np.ndarray, np.ndarray] | None = None
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """(t_ns, joules) as arrays, rebuilt only when polls were added since the last call."""
+        n = min(len(self.t_ns), len(self.joules))  # the sampler may be mid-append
+        if self._cache is None or self._cache[0] != n:
+            self._cache = (
+                n,
+                np.asarray(self.t_ns[:n], dtype=np.int64),
+                np.asarray(self.joules[:n]),
+            )
+        return self._cache[1], self._cache[2]
 
 
 class Meter:
@@ -174,8 +186,9 @@ class Meter:
         """Cumulative joules per domain at t_ns, linearly interpolated between polls."""
         out = {}
         for domain, s in self.series.items():
-            if s.t_ns:
-                out[domain] = float(np.interp(t_ns, s.t_ns, s.joules))
+            t, j = s.arrays()
+            if t.size:
+                out[domain] = float(np.interp(t_ns, t, j))
         return out
 
     def energy_between(self, t0_ns: int, t1_ns: int) -> dict[str, float]:

@@ -47,6 +47,21 @@ def _timing(tl: Timeline, warmup_steps: int) -> Timing:
     )
 
 
+def _carbon_trace(meter: Meter, tl: Timeline, start_ns: int, stop_ns: int):
+    """(UTC seconds, cumulative system joules) at every poll inside the run, for time-resolved CO2e."""
+    import numpy as np
+
+    grids = [np.asarray(meter.series[d].t_ns) for d in meter.total_domains if meter.series[d].t_ns]
+    times = np.unique(np.concatenate([[start_ns, stop_ns], *grids]))
+    times = times[(times >= start_ns) & (times <= stop_ns)]
+    cumulative = sum(
+        np.interp(times, meter.series[d].t_ns, meter.series[d].joules)
+        for d in meter.total_domains
+        if meter.series[d].t_ns
+    )
+    return tl.anchor_utc.timestamp() + (times - tl.anchor_ns) / 1e9, cumulative
+
+
 def _meter_records(meter: Meter) -> list[MeterSourceRecord]:
     return [
         MeterSourceRecord(
@@ -101,7 +116,24 @@ def assemble_result(
         all_warnings += metric_warnings
         if peak_memory_bytes is not None:
             metrics.peak_device_memory_gb = peak_memory_bytes / 2**30
-        carbon = compute_carbon(metrics.energy_total_j, cfg.carbon)
+        trace = (
+            _carbon_trace(meter, tl, tl.run_start_ns, stop)
+            if cfg.carbon.time_resolved_csv
+            else None
+        )
+        carbon = compute_carbon(
+            metrics.energy_total_j,
+            cfg.carbon,
+            accelerator_model=info.device_name,
+            accelerator_count=info.device_count,
+            run_hours=(stop - tl.run_start_ns) / 3.6e12,
+            trace=trace,
+        )
+        if cfg.carbon.region == "world" and cfg.carbon.intensity_g_per_kwh is None:
+            all_warnings.append(
+                "CO2e uses the world-average grid intensity (IEA 2019), not your grid: "
+                "set carbon.region (e.g. USA, gcp:us-central1) for a real figure."
+            )
     provenances = {d.provenance for d, _ in meter.describe()}
     if provenances - {"measured"}:
         all_warnings.append(

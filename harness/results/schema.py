@@ -161,7 +161,33 @@ class LocationCarbon:
     region: str
     dataset: str
     year: int
-    basis: str
+    basis: str  # operational | lifecycle
+    source: str
+
+
+@dataclass
+class MarketCarbon:
+    kg_co2e: float
+    method: str  # supplier-specific | energy-attribute-certificates+residual-mix
+    factor_g_per_kwh: float
+    covered_fraction: float | None
+
+
+@dataclass
+class TimeResolvedCarbon:
+    kg_co2e: float
+    source_csv: str
+    mean_intensity_g_per_kwh: float  # energy-weighted over the run
+
+
+@dataclass
+class EmbodiedCarbon:
+    kg_co2e: float
+    kg_per_accelerator: float
+    accelerators: int
+    lifetime_years: float
+    run_hours: float
+    source: str
 
 
 @dataclass
@@ -171,8 +197,9 @@ class Carbon:
     pue_source: str
     facility_energy_kwh: float
     location_based: LocationCarbon
-    market_based_kg_co2e: float | None
-    embodied_kg_co2e: float | None
+    market_based: MarketCarbon | None  # only from user-supplied contractual factors
+    time_resolved: TimeResolvedCarbon | None
+    embodied: EmbodiedCarbon | None  # its own line, never added to the operational figures
 
 
 @dataclass
