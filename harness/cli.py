@@ -162,6 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
     from harness.carbon.cli import register as register_carbon
 
     register_carbon(sub)
+    from harness.submission.cli import register as register_submission
+
+    register_submission(sub)
     return parser
 
 

@@ -1,0 +1,239 @@
+"""`joulebench report`: plots people would rather look at, and a Markdown summary.
+
+power_over_time.png   system power through each run, eval points marked
+loss_vs_energy.png    eval loss against cumulative energy, dense and MoE on one chart
+energy_to_target.png  olympic-mean energy to target per benchmark and framework, runs as dots
+summary.md            the score table and the dense/MoE energy ratios
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+
+from harness.errors import SubmissionError
+from harness.results.trace import TraceCurve, TraceError
+from harness.submission.score import load_results, scores
+
+COLORS = {"dense": "#1f77b4", "moe": "#d62728"}
+
+
+def _system_power(run: dict) -> tuple[np.ndarray, np.ndarray] | None:
+    """(seconds since run_start, summed watts of the total domains) from the run's trace."""
+    path = Path(run["_path"]) / "power.csv"
+    try:
+        trace = TraceCurve.read(path)
+    except (TraceError, OSError):
+        return None
+    totals = [d for m in run["meters"] if m["role"] == "total" for d in m["domains"]] or list(
+        trace.domains
+    )
+    start = run["timing"]["run_start_ns"]
+    stop = run["timing"]["run_stop_ns"] or start
+    grid = np.unique(np.concatenate([trace.domains[d].t_ns for d in totals if d in trace.domains]))
+    grid = grid[(grid >= start) & (grid <= stop)]
+    if grid.size < 2:
+        return None
+    watts = np.zeros(grid.size)
+    for d in totals:
+        tr = trace.domains[d]
+        if np.isnan(tr.watts).all():  # counter only: power from its derivative
+            rate = np.gradient(tr.joules, tr.t_ns / 1e9)
+            watts += np.interp(grid, tr.t_ns, rate)
+        else:
+            ok = ~np.isnan(tr.watts)
+            watts += np.interp(grid, tr.t_ns[ok], tr.watts[ok])
+    return (grid - start) / 1e9, watts
+
+
+def _label(run: dict) -> str:
+    return f"{run['benchmark']} / {run['workload']['framework']} / seed {run['seed']}"
+
+
+def plot_power(results: list[dict], path: Path, max_runs: int = 6) -> None:
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(10, 4.8))
+    for run in results[:max_runs]:
+        series = _system_power(run)
+        if series is None:
+            continue
+        t, w = series
+        (line,) = ax.plot(t, w, lw=1.2, label=_label(run))
+        evals = run["metrics"]["evals"]
+        if evals:
+            te = np.array([e["t_s"] for e in evals])
+            ax.plot(te, np.interp(te, t, w), "o", color=line.get_color(), ms=5)
+    ax.set_xlabel("time since run_start (s)")
+    ax.set_ylabel("system power (W)")
+    ax.set_title("Power during training (dots: evals)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_loss_vs_energy(results: list[dict], path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(10, 5.5))
+    seen = set()
+    for run in results:
+        evals = run["metrics"]["evals"]
+        if not evals:
+            continue
+        kind = run["workload"]["model_kind"]
+        key = (run["benchmark"], run["workload"]["framework"])
+        label = f"{key[0]} / {key[1]}" if key not in seen else None
+        seen.add(key)
+        style = "-" if run["workload"]["framework"] == "torch" else "--"
+        ax.plot(
+            [e["energy_j"] / 1e3 for e in evals],
+            [e["eval_loss"] for e in evals],
+            style,
+            marker=".",
+            color=COLORS.get(kind, "gray"),
+            alpha=0.8,
+            label=label,
+        )
+    thresholds = sorted({r["target_threshold"] for r in results})
+    for th in thresholds:
+        ax.axhline(th, color="black", lw=0.8, ls=":")
+        ax.annotate(f"target {th:g}", (ax.get_xlim()[1], th), ha="right", va="bottom", fontsize=8)
+    floors = sorted(
+        {
+            r["workload"].get("loss_floor_nats")
+            for r in results
+            if r["workload"].get("loss_floor_nats")
+        }
+    )
+    for fl in floors[:2]:
+        ax.axhline(fl, color="green", lw=0.8, ls="-.")
+        ax.annotate(
+            f"loss floor {fl:.3f}",
+            (ax.get_xlim()[1], fl),
+            ha="right",
+            va="top",
+            fontsize=8,
+            color="green",
+        )
+    ax.set_xlabel("cumulative energy since run_start (kJ)")
+    ax.set_ylabel("eval loss (nats/token)")
+    ax.set_title(
+        "Quality against energy: dense (blue) vs Switch MoE (red); solid torch, dashed JAX"
+    )
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def plot_energy_to_target(results: list[dict], score_rows, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    rows = [s for s in score_rows if s.energy_to_target_j is not None]
+    fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(rows) + 2), 4.8))
+    for i, s in enumerate(rows):
+        kind = "moe" if "moe" in s.benchmark else "dense"
+        ax.bar(i, s.energy_to_target_j / 1e3, color=COLORS[kind], alpha=0.7)
+        spread = np.array(s.energy_to_target_spread_j) / 1e3
+        ax.plot(np.full(spread.size, i) + np.linspace(-0.15, 0.15, spread.size), spread, "k.", ms=6)
+    ax.set_xticks(range(len(rows)), [f"{s.benchmark}\n{s.framework}" for s in rows], fontsize=8)
+    ax.set_ylabel("energy to target (kJ)")
+    ax.set_title("Energy to target: olympic mean (bars) and each run (dots)")
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def summary_markdown(results: list[dict], score_rows) -> str:
+    lines = [
+        "# joulebench report",
+        "",
+        "| system | benchmark | framework | converged | energy to target (J) | time (s) | J/step | tokens/J | kgCO2e |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+
+    def f(v, spec):
+        return "-" if v is None else format(v, spec)
+
+    for s in score_rows:
+        lines.append(
+            f"| {s.system} | {s.benchmark} | {s.framework} | {s.converged}/{s.runs} | "
+            f"{f(s.energy_to_target_j, ',.1f')} | {f(s.time_to_target_s, '.2f')} | "
+            f"{f(s.energy_per_step_j, '.4g')} | {f(s.tokens_per_joule, ',.0f')} | {f(s.kg_co2e, '.3g')} |"
+        )
+    ratios = []
+    for s in score_rows:
+        if "moe" in s.benchmark:
+            dense = next(
+                (
+                    d
+                    for d in score_rows
+                    if d.benchmark == s.benchmark.replace("moe", "dense")
+                    and d.framework == s.framework
+                    and d.system == s.system
+                ),
+                None,
+            )
+            if dense and dense.energy_to_target_j and s.energy_to_target_j:
+                ratios.append((s, dense, s.energy_to_target_j / dense.energy_to_target_j))
+    if ratios:
+        lines += [
+            "",
+            "## MoE / dense energy to target",
+            "",
+            "| system | pair | framework | MoE / dense |",
+            "|---|---|---|---|",
+        ]
+        for moe, dense, ratio in ratios:
+            lines.append(
+                f"| {moe.system} | {dense.benchmark} vs {moe.benchmark} | {moe.framework} | {ratio:.3f} |"
+            )
+    provenance = sorted({m["provenance"] for r in results for m in r["meters"]})
+    lines += [
+        "",
+        f"Energy provenance in these runs: {', '.join(provenance)}.",
+        "",
+        "![power](power_over_time.png)",
+        "",
+        "![loss vs energy](loss_vs_energy.png)",
+        "",
+        "![energy to target](energy_to_target.png)",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_report(paths: list[Path], out: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    results = load_results(paths)
+    if not results:
+        raise SubmissionError(
+            f"no result.json under {', '.join(map(str, paths))}.", "give runs or a submission."
+        )
+    results = [
+        r
+        for r in results
+        if r["metrics"] is not None and not math.isnan(r["metrics"]["energy_total_j"])
+    ]
+    out.mkdir(parents=True, exist_ok=True)
+    score_rows = scores(results)
+    written = [
+        out / "power_over_time.png",
+        out / "loss_vs_energy.png",
+        out / "energy_to_target.png",
+        out / "summary.md",
+    ]
+    plot_power(results, written[0])
+    plot_loss_vs_energy(results, written[1])
+    plot_energy_to_target(results, score_rows, written[2])
+    written[3].write_text(summary_markdown(results, score_rows))
+    return written

@@ -1,0 +1,136 @@
+"""`joulebench package` and `joulebench system`: run directories into the submission layout.
+
+<submission>/submission.json
+<submission>/systems/<system_id>.json
+<submission>/results/<system_id>/<benchmark>/<framework>/run_<k>/{result.json, power.csv, mllog.txt, config.yaml}
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from datetime import datetime, timezone
+from pathlib import Path
+
+from harness import __version__
+from harness.errors import SubmissionError
+from harness.results.writer import atomic_write_json
+from harness.submission.validate import RUN_FILES, read_json
+
+SYSTEM_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
+def system_template(name: str | None = None) -> dict:
+    """MLPerf-style system description pre-filled from this machine, plus power fields to fill in."""
+    import platform
+
+    import psutil
+
+    from harness.system import _framework_versions, cpu_model_name
+
+    accelerator, count, driver = cpu_model_name(), 1, None
+    try:
+        from harness.meters import nvml as nvml_meter
+
+        pynvml = nvml_meter.load_pynvml()
+        pynvml.nvmlInit()
+        count = pynvml.nvmlDeviceGetCount()
+        accelerator = nvml_meter._text(
+            pynvml.nvmlDeviceGetName(pynvml.nvmlDeviceGetHandleByIndex(0))
+        )
+        driver = nvml_meter._text(pynvml.nvmlSystemGetDriverVersion())
+        pynvml.nvmlShutdown()
+    except Exception:  # noqa: BLE001 - no GPU: a CPU-only system, the CPU trains
+        count = 1
+    frameworks = _framework_versions()
+    return {
+        "submitter": "",
+        "division": "",
+        "system_name": name or platform.node(),
+        "status": "onprem",
+        "system_type": "datacenter",
+        "number_of_nodes": 1,
+        "host_processor_model_name": cpu_model_name(),
+        "host_processors_per_node": 1,
+        "host_processor_core_count": psutil.cpu_count(logical=False) or psutil.cpu_count() or 0,
+        "host_memory_capacity": f"{psutil.virtual_memory().total / 2**30:.1f} GB",
+        "accelerator_model_name": accelerator,
+        "accelerators_per_node": count,
+        "accelerator_driver": driver,
+        "framework": ", ".join(f"{k} {v}" for k, v in frameworks.items() if k in ("torch", "jax")),
+        "operating_system": f"{platform.system()} {platform.release()}",
+        "power_meter_model": "",
+        "power_meter_method": "",  # e.g. "NVML energy counter", "wall (PTDaemon)"
+        "power_supply_details": "",
+        "pue": 1.0,
+        "pue_source": "",
+        "notes": "CPU-only system: the CPU is the training device." if driver is None else "",
+    }
+
+
+def package(
+    run_dirs: list[Path], system_json: Path, org: str, division: str, out: Path, ruleset: str = "v1"
+) -> Path:
+    if division not in ("closed", "open"):
+        raise SubmissionError(
+            f"--division {division} is not closed or open.", "pick closed or open."
+        )
+    if out.exists() and any(out.iterdir()):
+        raise SubmissionError(f"{out} exists and is not empty.", "give a new output directory.")
+    system_id = system_json.stem
+    if not SYSTEM_ID.fullmatch(system_id):
+        raise SubmissionError(
+            f"system id {system_id!r} (from the file name) has unsafe characters.",
+            "name the file with letters, digits, '.', '_' or '-'.",
+        )
+    try:
+        system = read_json(system_json, 1 << 20)
+    except (OSError, ValueError) as exc:
+        raise SubmissionError(
+            f"cannot read {system_json}: {exc}.", "write one with `joulebench system`."
+        ) from exc
+    if not isinstance(system, dict):
+        raise SubmissionError(
+            f"{system_json} is not a JSON object.", "write one with `joulebench system`."
+        )
+    runs = []
+    for run_dir in run_dirs:
+        missing = [f for f in RUN_FILES if not (run_dir / f).is_file()]
+        if missing:
+            raise SubmissionError(
+                f"{run_dir} lacks {', '.join(missing)}.", "package finished run directories."
+            )
+        result = json.loads((run_dir / "result.json").read_text())
+        runs.append(
+            (result["benchmark"], result["workload"]["framework"], result.get("seed", 0), run_dir)
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    counters: dict[tuple[str, str], int] = {}
+    for benchmark, framework, _seed, run_dir in sorted(
+        runs, key=lambda r: (r[0], r[1], r[2], str(r[3]))
+    ):
+        k = counters[(benchmark, framework)] = counters.get((benchmark, framework), 0) + 1
+        target = out / "results" / system_id / benchmark / framework / f"run_{k}"
+        target.mkdir(parents=True)
+        for name in RUN_FILES:
+            shutil.copy2(run_dir / name, target / name)
+    (out / "systems").mkdir(exist_ok=True)
+    atomic_write_json(
+        out / "systems" / f"{system_id}.json", {**system, "submitter": org, "division": division}
+    )
+    atomic_write_json(
+        out / "submission.json",
+        {
+            "schema_version": "1",
+            "org": org,
+            "division": division,
+            "ruleset": ruleset,
+            "created_utc": datetime.now(timezone.utc)
+            .isoformat(timespec="seconds")
+            .replace("+00:00", "Z"),
+            "joulebench_version": __version__,
+            "systems": [system_id],
+        },
+    )
+    return out

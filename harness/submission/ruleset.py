@@ -1,0 +1,60 @@
+"""Load a versioned ruleset (configs/ruleset/<id>.yaml): the single source of thresholds."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from harness.errors import SubmissionError
+
+RULESET_DIR = Path(__file__).resolve().parent.parent.parent / "configs" / "ruleset"
+
+
+@dataclass(frozen=True)
+class Ruleset:
+    id: str
+    runs_per_benchmark: int
+    olympic_trim: int
+    max_non_converged: int
+    min_sample_hz: float
+    max_gap_s: float
+    coverage_slack_s: float
+    energy_tolerance: float
+    co2e_tolerance: float
+    divisions: dict[str, list[str]]
+    same_config_except: list[str]
+    max_json_bytes: int
+    max_trace_bytes: int
+    max_mllog_bytes: int
+    system_required_fields: list[str]
+
+
+def available_rulesets() -> list[str]:
+    return sorted(p.stem for p in RULESET_DIR.glob("*.yaml"))
+
+
+def load_ruleset(ruleset_id: str) -> Ruleset:
+    if not isinstance(ruleset_id, str) or ruleset_id not in available_rulesets():
+        raise SubmissionError(
+            f"unknown ruleset {ruleset_id!r}.", f"use one of: {', '.join(available_rulesets())}."
+        )
+    raw = yaml.safe_load((RULESET_DIR / f"{ruleset_id}.yaml").read_text())
+    return Ruleset(
+        id=raw["id"],
+        runs_per_benchmark=int(raw["runs_per_benchmark"]),
+        olympic_trim=int(raw["olympic_trim"]),
+        max_non_converged=int(raw["max_non_converged"]),
+        min_sample_hz=float(raw["trace"]["min_sample_hz"]),
+        max_gap_s=float(raw["trace"]["max_gap_s"]),
+        coverage_slack_s=float(raw["trace"]["coverage_slack_s"]),
+        energy_tolerance=float(raw["energy_tolerance"]),
+        co2e_tolerance=float(raw["co2e_tolerance"]),
+        divisions={k: list(v) for k, v in raw["divisions"].items()},
+        same_config_except=list(raw["same_config_except"]),
+        max_json_bytes=int(raw["limits"]["max_json_bytes"]),
+        max_trace_bytes=int(raw["limits"]["max_trace_bytes"]),
+        max_mllog_bytes=int(raw["limits"]["max_mllog_bytes"]),
+        system_required_fields=list(raw["system_required_fields"]),
+    )

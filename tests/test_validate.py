@@ -1,0 +1,237 @@
+"""The validator on a real five-run submission: valid as open, and known-bad mutations caught by
+exactly the rule that should catch them."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import pytest
+
+from harness.cli import main
+from harness.submission.validate import validate_submission
+from tests.submission_helpers import (
+    copy_submission,
+    package_runs,
+    rehash,
+    runs_of,
+    synthetic_run,
+    write_system,
+)
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    """Five seeds of lm-dense-tiny with the simulated meter; runs last several seconds each."""
+    root = tmp_path_factory.mktemp("sub")
+    old = os.getcwd()
+    os.chdir(root)
+    try:
+        assert (
+            main(
+                [
+                    "run",
+                    "-m",
+                    "seed=1,2,3,4,5",
+                    "meter=simulated",
+                    "benchmark.max_steps=300",
+                    "benchmark.eval_every_steps=300",
+                    "benchmark.target.threshold=1.5",
+                ]
+            )
+            == 0
+        )
+    finally:
+        os.chdir(old)
+    run_dirs = sorted(p.parent for p in root.glob("results/runs/*/*/*/result.json"))
+    accelerator = json.loads((run_dirs[0] / "result.json").read_text())["workload"]["device_name"]
+    system = write_system(root / "ci-box.json", accelerator, 1)
+    return root, run_dirs, system, package_runs(run_dirs, system, root / "open")
+
+
+def _mutated(built, tmp_path):
+    return copy_submission(built[3], tmp_path / "sub")
+
+
+def _edit_result(run_dir, fn):
+    path = run_dir / "result.json"
+    data = json.loads(path.read_text())
+    fn(data)
+    path.write_text(json.dumps(data, indent=2))
+
+
+def test_five_simulated_runs_validate_as_open_and_fail_closed_on_provenance(built, capsys):
+    root, run_dirs, system, open_sub = built
+    assert main(["validate", str(open_sub)]) == 0
+    assert "VALID" in capsys.readouterr().out
+    closed = package_runs(run_dirs, system, root / "closed", division="closed")
+    report = validate_submission(closed)
+    assert report.rule_ids() == {"DIV-001"}
+    assert main(["validate", str(closed), "--json", str(root / "report.json")]) == 1
+    findings = json.loads((root / "report.json").read_text())["findings"]
+    assert len(findings) == 5 and {f["rule"] for f in findings} == {"DIV-001"}
+
+
+def test_energy_edited_by_two_percent(built, tmp_path):
+    sub = _mutated(built, tmp_path)
+    _edit_result(
+        runs_of(sub)[0],
+        lambda r: r["metrics"].__setitem__("energy_total_j", r["metrics"]["energy_total_j"] * 1.02),
+    )
+    assert validate_submission(sub).rule_ids() == {"ENERGY-001"}
+
+
+def test_trace_gap_of_five_seconds(built, tmp_path):
+    sub = _mutated(built, tmp_path)
+    run = runs_of(sub)[1]
+    result = json.loads((run / "result.json").read_text())
+    start, stop = result["timing"]["run_start_ns"], result["timing"]["run_stop_ns"]
+    assert (stop - start) / 1e9 > 6.0, "fixture runs must be long enough to hold a 5 s gap"
+    mid = (start + stop) // 2
+    lines = (run / "power.csv").read_text().splitlines()
+    kept = [lines[0]] + [ln for ln in lines[1:] if abs(int(ln.split(",")[0]) - mid) > 2.5e9]
+    (run / "power.csv").write_text("\n".join(kept) + "\n")
+    rehash(run)  # a careful tamperer fixes the hash: the content rule must still catch it
+    assert validate_submission(sub).rule_ids() == {"TRACE-004"}
+
+
+def test_trace_ending_before_run_stop(built, tmp_path):
+    sub = _mutated(built, tmp_path)
+    run = runs_of(sub)[2]
+    stop = json.loads((run / "result.json").read_text())["timing"]["run_stop_ns"]
+    lines = (run / "power.csv").read_text().splitlines()
+    (run / "power.csv").write_text(
+        "\n".join([lines[0]] + [ln for ln in lines[1:] if int(ln.split(",")[0]) < stop - 1e9])
+        + "\n"
+    )
+    rehash(run)
+    assert validate_submission(sub).rule_ids() == {"TRACE-005"}
+
+
+def test_config_changed_after_the_run(built, tmp_path):
+    sub = _mutated(built, tmp_path)
+    run = runs_of(sub)[0]
+    text = (run / "config.yaml").read_text()
+    (run / "config.yaml").write_text(text.replace("lr: 0.003", "lr: 0.004"))
+    assert text != (run / "config.yaml").read_text()
+    assert validate_submission(sub).rule_ids() == {"HASH-001"}
+
+
+def test_a_missing_run(built, tmp_path):
+    import shutil
+
+    sub = _mutated(built, tmp_path)
+    shutil.rmtree(runs_of(sub)[-1])
+    assert validate_submission(sub).rule_ids() == {"RUNS-001"}
+
+
+def test_two_non_converged_runs(built, tmp_path):
+    sub = _mutated(built, tmp_path)
+    for run in runs_of(sub)[:2]:
+        result = json.loads((run / "result.json").read_text())
+        missed = result["target_threshold"] + 0.5
+
+        def miss(r, missed=missed):
+            for e in r["metrics"]["evals"]:
+                e.update(eval_loss=missed, reached_target=False)
+            r["metrics"].update(
+                reached_target=False, energy_to_target_j=None, final_eval_loss=missed
+            )
+            r["timing"]["time_to_target_s"] = None
+            r["status"] = "target_not_reached"
+
+        _edit_result(run, miss)
+        log = (run / "mllog.txt").read_text().splitlines()
+        for i, line in enumerate(log):
+            record = json.loads(line[len(":::MLLOG ") :])
+            if record["key"] == "eval_accuracy":
+                record["value"] = missed
+                log[i] = ":::MLLOG " + json.dumps(record)
+        (run / "mllog.txt").write_text("\n".join(log) + "\n")
+        rehash(run)
+    assert validate_submission(sub).rule_ids() == {"TARGET-002"}
+
+
+def test_system_declaring_eight_gpus_for_one_gpu_runs(built, tmp_path):
+    sub = _mutated(built, tmp_path)
+    path = next((sub / "systems").glob("*.json"))
+    system = json.loads(path.read_text())
+    system["accelerators_per_node"] = 8
+    path.write_text(json.dumps(system))
+    assert validate_submission(sub).rule_ids() == {"SYS-003"}
+
+
+def test_tampered_co2e(built, tmp_path):
+    sub = _mutated(built, tmp_path)
+    _edit_result(
+        runs_of(sub)[3],
+        lambda r: r["carbon"]["location_based"].__setitem__(
+            "kg_co2e", r["carbon"]["location_based"]["kg_co2e"] * 0.5
+        ),
+    )
+    assert validate_submission(sub).rule_ids() == {"CO2-001"}
+
+
+def test_hostile_layout_symlinks_and_junk(built, tmp_path):
+    sub = _mutated(built, tmp_path)
+    run = runs_of(sub)[0]
+    (run / "power.csv").unlink()
+    (run / "power.csv").symlink_to("/etc/passwd")
+    (sub / "results" / "stray.txt").write_text("x")
+    (runs_of(sub)[1] / "result.json").write_text('{"schema_version": "1", "metrics": NaN}')
+    ids = validate_submission(sub).rule_ids()
+    assert {"SUB-005", "SUB-004", "RES-001"} <= ids
+
+
+def test_usage_errors_exit_2(tmp_path, capsys):
+    assert main(["validate", str(tmp_path / "nope")]) == 2
+    assert "is not a directory" in capsys.readouterr().err
+
+
+def test_score_and_report_and_compare(built, tmp_path, capsys):
+    _, run_dirs, _, sub = built
+    assert main(["score", str(sub), "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    energies = sorted(
+        json.loads((r / "result.json").read_text())["metrics"]["energy_to_target_j"]
+        for r in run_dirs
+    )
+    assert row["energy_to_target_j"] == pytest.approx(
+        sum(energies[1:-1]) / 3
+    )  # olympic: drop best and worst
+    assert row["converged"] == 5
+    assert main(["report", str(sub), "-o", str(tmp_path / "rep")]) == 0
+    for name in ("power_over_time.png", "loss_vs_energy.png", "energy_to_target.png", "summary.md"):
+        assert (tmp_path / "rep" / name).stat().st_size > 1000 or name == "summary.md"
+    assert "lm-dense-tiny" in (tmp_path / "rep" / "summary.md").read_text()
+    capsys.readouterr()
+    assert main(["compare", str(sub), str(sub)]) == 0
+    slower = copy_submission(sub, tmp_path / "slower")
+    for run in runs_of(slower):
+        _edit_result(
+            run,
+            lambda r: r["metrics"]["energy_per_step"].__setitem__(
+                "mean_j", r["metrics"]["energy_per_step"]["mean_j"] * 1.5
+            ),
+        )
+    assert main(["compare", str(sub), str(slower), "--tolerance", "5%"]) == 1
+    out = capsys.readouterr().out
+    assert "REGRESSION lm-dense-tiny/torch: energy_per_step_j regressed +50.0%" in out
+
+
+def test_validation_of_five_hour_long_traces_is_fast(built, tmp_path):
+    _, run_dirs, system, _ = built
+    long_runs = [
+        synthetic_run(run_dirs[0], tmp_path / f"long{i}", seed=i + 1, hours=1.0) for i in range(5)
+    ]
+    sub = package_runs(long_runs, system, tmp_path / "long_sub")
+    t0 = time.perf_counter()
+    report = validate_submission(sub)
+    elapsed = time.perf_counter() - t0
+    assert report.rule_ids() == set(), [f.message for f in report.findings]
+    with open(runs_of(sub)[0] / "power.csv") as f:
+        assert sum(1 for _ in f) > 72_000
+    assert elapsed < 10.0
