@@ -124,7 +124,10 @@ class FakePtDaemon:
         return "Error: unknown command"
 
     def _serve(self) -> None:
-        conn, _ = self.server.accept()
+        try:
+            conn, _ = self.server.accept()
+        except OSError:  # closed before anyone connected
+            return
         buf = b""
         with conn:
             while True:

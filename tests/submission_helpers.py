@@ -20,6 +20,26 @@ from harness.timeline import EvalPoint, Timeline, Window
 from workloads.base import WorkloadInfo
 
 
+def build_submission(
+    root: Path, overrides: list[str], division: str = "open"
+) -> tuple[list[Path], Path, Path]:
+    """Five seeds of lm-dense-tiny (simulated meter) run in `root`, packaged: (runs, system, submission)."""
+    import os
+
+    from harness.cli import main
+
+    old = os.getcwd()
+    os.chdir(root)
+    try:
+        assert main(["run", "-m", "seed=1,2,3,4,5", "meter=simulated", *overrides]) == 0
+    finally:
+        os.chdir(old)
+    run_dirs = sorted(p.parent for p in root.glob("results/runs/*/*/*/result.json"))
+    device = json.loads((run_dirs[0] / "result.json").read_text())["workload"]["device_name"]
+    system = write_system(root / "ci-box.json", device, 1)
+    return run_dirs, system, package_runs(run_dirs, system, root / division, division)
+
+
 def write_system(path: Path, accelerator: str, count: int) -> Path:
     path.write_text(
         json.dumps(
@@ -151,6 +171,7 @@ def package_runs(run_dirs: list[Path], system: Path, out: Path, division: str = 
 
 
 __all__ = [
+    "build_submission",
     "copy",
     "copy_submission",
     "package_runs",

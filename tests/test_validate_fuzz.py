@@ -3,45 +3,26 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from harness.cli import main
 from harness.submission.validate import validate_submission
-from tests.submission_helpers import package_runs, runs_of, write_system
+from tests.submission_helpers import build_submission, runs_of
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def valid_sub(tmp_path_factory):
-    root = tmp_path_factory.mktemp("fuzz")
-    old = os.getcwd()
-    os.chdir(root)
-    try:
-        assert (
-            main(
-                [
-                    "run",
-                    "-m",
-                    "seed=1,2,3,4,5",
-                    "meter=simulated",
-                    "benchmark.max_steps=20",
-                    "benchmark.eval_every_steps=20",
-                    "benchmark.target.threshold=9",
-                ]
-            )
-            == 0
-        )
-    finally:
-        os.chdir(old)
-    runs = sorted(p.parent for p in root.glob("results/runs/*/*/*/result.json"))
-    device = json.loads((runs[0] / "result.json").read_text())["workload"]["device_name"]
-    sub = package_runs(runs, write_system(root / "box.json", device, 1), root / "sub")
+    overrides = [
+        "benchmark.max_steps=20",
+        "benchmark.eval_every_steps=20",
+        "benchmark.target.threshold=9",
+    ]
+    _, _, sub = build_submission(tmp_path_factory.mktemp("fuzz"), overrides)
     assert validate_submission(sub).valid
     return sub
 

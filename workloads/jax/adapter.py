@@ -18,12 +18,10 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from harness.errors import WorkloadError
-from workloads.base import WorkloadInfo
+from workloads.base import WorkloadInfo, model_facts, step_stats_from_rows
 from workloads.data import Batch, build_token_source
-from workloads.flops import peak_flops_per_s, train_flops_per_token, transformer_param_counts
+from workloads.flops import peak_flops_per_s
 from workloads.jax import model as jm
-
-STAT_NAMES = ("train_loss", "aux_loss", "z_loss", "dropped_frac")
 
 
 def lr_schedule(optim, max_steps: int):
@@ -171,14 +169,9 @@ class JaxWorkload:
         )
 
     def _info(self, devices) -> WorkloadInfo:
-        m = self.bench.model
-        counts = transformer_param_counts(m)
-        actual = sum(int(np.prod(a.shape)) for a in jax.tree.leaves(self.state[0]))
-        if actual != counts.total:
-            raise WorkloadError(
-                f"JAX model has {actual} parameters but the FLOP model counts {counts.total}.",
-                "this is a bug in workloads/flops.py; please report it.",
-            )
+        facts = model_facts(
+            self.bench, sum(int(np.prod(a.shape)) for a in jax.tree.leaves(self.state[0]))
+        )
         if self.platform == "cpu":
             from harness.system import cpu_model_name
 
@@ -190,13 +183,7 @@ class JaxWorkload:
         return WorkloadInfo(
             framework="jax",
             framework_version=jax.__version__,
-            model_kind=m.kind,
-            params_total=counts.total,
-            params_active=counts.active,
-            flops_per_token=train_flops_per_token(
-                counts.matmul_active, m.n_layers, m.seq_len, m.d_model
-            ),
-            tokens_per_step=self.bench.global_batch * m.seq_len,
+            **facts,
             precision=self.precision,
             compiled=True,
             device_kind=self.platform,
@@ -239,15 +226,12 @@ class JaxWorkload:
         jax.block_until_ready(self.state)
 
     def read_step_stats(self, handles: list[jax.Array]) -> list[dict]:
-        if not handles:
-            return []
-        out = []
-        for row in np.asarray(jnp.stack(handles), dtype=np.float64).tolist():
-            stats = dict(zip(STAT_NAMES, row[: len(STAT_NAMES)], strict=False))
-            if len(row) > len(STAT_NAMES):
-                stats["expert_load"] = row[len(STAT_NAMES) :]
-            out.append(stats)
-        return out
+        """Per-step statistics from train_step handles, in one device-to-host copy."""
+        return (
+            step_stats_from_rows(np.asarray(jnp.stack(handles), dtype=np.float64).tolist())
+            if handles
+            else []
+        )
 
     def evaluate(self) -> float:
         params = self.state[0]

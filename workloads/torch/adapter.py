@@ -14,12 +14,10 @@ import numpy as np
 import torch
 
 from harness.errors import WorkloadError
-from workloads.base import WorkloadInfo
+from workloads.base import WorkloadInfo, model_facts, step_stats_from_rows
 from workloads.data import Batch, build_token_source
-from workloads.flops import peak_flops_per_s, train_flops_per_token, transformer_param_counts
+from workloads.flops import peak_flops_per_s
 from workloads.torch.model import Transformer, lm_loss, training_loss
-
-STAT_NAMES = ("train_loss", "aux_loss", "z_loss", "dropped_frac")
 
 
 def _pick_device(requested: str) -> torch.device:
@@ -84,26 +82,13 @@ class TorchWorkload:
         )
 
     def _info(self) -> WorkloadInfo:
-        m = self.bench.model
-        counts = transformer_param_counts(m)
-        actual = sum(p.numel() for p in self.model.parameters())
-        if actual != counts.total:  # the FLOP maths must describe the model that runs
-            raise WorkloadError(
-                f"model has {actual} parameters but the FLOP model counts {counts.total}.",
-                "this is a bug in workloads/flops.py; please report it.",
-            )
+        facts = model_facts(self.bench, sum(p.numel() for p in self.model.parameters()))
         on_gpu = self.device.type == "cuda"
         name = torch.cuda.get_device_name(self.device) if on_gpu else _cpu_name()
         return WorkloadInfo(
             framework="torch",
             framework_version=torch.__version__,
-            model_kind=m.kind,
-            params_total=counts.total,
-            params_active=counts.active,
-            flops_per_token=train_flops_per_token(
-                counts.matmul_active, m.n_layers, m.seq_len, m.d_model
-            ),
-            tokens_per_step=self.bench.global_batch * m.seq_len,
+            **facts,
             precision=self.precision,
             compiled=self.compiled,
             device_kind="gpu" if on_gpu else "cpu",
@@ -152,16 +137,7 @@ class TorchWorkload:
 
     def read_step_stats(self, handles: list[torch.Tensor]) -> list[dict]:
         """Per-step statistics from train_step handles, in one device-to-host copy."""
-        if not handles:
-            return []
-        rows = torch.stack(handles).float().cpu().tolist()
-        out = []
-        for row in rows:
-            stats = dict(zip(STAT_NAMES, row[: len(STAT_NAMES)], strict=False))
-            if len(row) > len(STAT_NAMES):
-                stats["expert_load"] = row[len(STAT_NAMES) :]
-            out.append(stats)
-        return out
+        return step_stats_from_rows(torch.stack(handles).float().cpu().tolist()) if handles else []
 
     def peak_memory_bytes(self) -> int | None:
         if self.device.type != "cuda":
