@@ -183,9 +183,12 @@ class Runner:
         mllog.event("run_start", None, tl.run_start_ns, INTERVAL_START)
         self._write_result(final=False)
 
-        step, edge_ns = 0, tl.run_start_ns
+        step = 0
         while step < bench.max_steps:
-            first, handles = step, []
+            # A window starts just before its first step (the device is idle: the last edge
+            # synced it), so logging, progress and result writes between windows, and evals,
+            # belong to no window. They still count in the total and in energy to target.
+            first, handles, t0 = step, [], Timeline.now()
             for _ in range(min(bench.window_steps, bench.max_steps - step)):
                 handles.append(wl.train_step(wl.next_batch()))
                 step += 1
@@ -193,8 +196,8 @@ class Runner:
                     break
             wl.sync()
             now = Timeline.now()
-            window = self._close_window(first, edge_ns, now, wl.read_step_stats(handles), mllog)
-            tl.steps, edge_ns = step, now
+            window = self._close_window(first, t0, now, wl.read_step_stats(handles), mllog)
+            tl.steps = step
             progress.update(
                 step,
                 bench.max_steps,
@@ -206,10 +209,9 @@ class Runner:
                 return True
             if self.meter.faults and self.cfg.meter.on_error == "stop":
                 return False
-            if step % bench.eval_every_steps == 0 or step == bench.max_steps:
-                if self._evaluate(step, mllog, progress):
-                    return False
-                edge_ns = tl.evals[-1].t_end_ns  # eval time belongs to no training window
+            eval_due = step % bench.eval_every_steps == 0 or step == bench.max_steps
+            if eval_due and self._evaluate(step, mllog, progress):
+                return False
         return False
 
     def _close_window(
