@@ -1,0 +1,342 @@
+"""The checks of one run directory: schema, hashes, trace, energy, carbon, target and MLPerf log."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+import yaml
+
+from harness.metrics import energy_between
+from harness.results.mllog import parse_mllog
+from harness.results.schema import check_result
+from harness.results.trace import TraceCurve, TraceError
+from harness.results.writer import sha256_file
+from harness.submission.findings import ACCEPTED_STATUS, RUN_FILES, Run, close_enough, read_json
+from harness.submission.ruleset import Ruleset
+
+
+class RunChecks:
+    """Checks one run against the ruleset, reporting through `add(rule, file, message)`."""
+
+    def __init__(self, root: Path, rules: Ruleset, add: Callable[..., None]):
+        self.root, self.rules, self.add = root, rules, add
+
+    def check(self, run: Run) -> None:
+        folder = self.root / run.rel
+        rules = self.rules
+        path = folder / "result.json"
+        if not path.is_file():
+            return
+        try:
+            result = read_json(path, rules.max_json_bytes)
+        except (OSError, ValueError) as exc:
+            self.add("RES-001", f"{run.rel}/result.json", f"unreadable: {exc}.")
+            return
+        problems = check_result(result)
+        if problems:
+            shown = "; ".join(problems[:5]) + (
+                f"; and {len(problems) - 5} more" if len(problems) > 5 else ""
+            )
+            self.add("RES-002", f"{run.rel}/result.json", f"does not match schema 1: {shown}.")
+            return
+        run.result = result
+        if result["status"] not in ACCEPTED_STATUS:
+            self.add(
+                "RES-003",
+                f"{run.rel}/result.json",
+                f"status is {result['status']!r}; only finished runs "
+                f"({', '.join(ACCEPTED_STATUS)}) can be submitted.",
+            )
+        if result["benchmark"] != run.benchmark or result["workload"]["framework"] != run.framework:
+            self.add(
+                "RES-004",
+                f"{run.rel}/result.json",
+                f"records {result['benchmark']}/"
+                f"{result['workload']['framework']} but sits under {run.benchmark}/{run.framework}.",
+            )
+        self._check_hashes(run, folder, result)
+        trace = self._check_trace(run, folder, result)
+        if trace is not None and result["metrics"] is not None:
+            self._check_energy(run, result, trace)
+        self._check_carbon(run, result)
+        self._check_target_and_log(run, folder, result)
+
+    def _check_hashes(self, run: Run, folder: Path, result: dict) -> None:
+        config = folder / "config.yaml"
+        if config.is_file():
+            if sha256_file(config) != result["config_sha256"]:
+                self.add(
+                    "HASH-001",
+                    f"{run.rel}/config.yaml",
+                    "does not match config_sha256: the config changed "
+                    "after the run. Submit the config that produced it.",
+                )
+            else:
+                try:
+                    on_disk = yaml.safe_load(config.read_text())
+                except yaml.YAMLError as exc:
+                    on_disk = f"unparseable ({exc})"
+                if on_disk != result["config"]:
+                    self.add(
+                        "CFG-001", f"{run.rel}/result.json", "its config differs from config.yaml."
+                    )
+        for name, digest in result["files"].items():
+            if name == "config.yaml":
+                continue
+            if name not in RUN_FILES:
+                self.add(
+                    "HASH-002", f"{run.rel}/result.json", f"lists an unexpected file {name!r}."
+                )
+            elif (folder / name).is_file() and sha256_file(folder / name) != digest:
+                self.add(
+                    "HASH-002",
+                    f"{run.rel}/{name}",
+                    "sha256 differs from result.json: the file changed after the run.",
+                )
+        for name in ("power.csv", "mllog.txt"):
+            if name not in result["files"]:
+                self.add("HASH-002", f"{run.rel}/result.json", f"has no sha256 for {name}.")
+
+    def _check_trace(self, run: Run, folder: Path, result: dict) -> TraceCurve | None:
+        rel = f"{run.rel}/power.csv"
+        path = folder / "power.csv"
+        if not path.is_file():
+            return None
+        if path.stat().st_size > self.rules.max_trace_bytes:
+            self.add(
+                "SUB-006", rel, f"is over the ruleset's {self.rules.max_trace_bytes}-byte limit."
+            )
+            return None
+        try:
+            trace = TraceCurve.read(path)
+        except (TraceError, OSError) as exc:
+            self.add("TRACE-001", rel, f"unreadable: {exc}.")
+            return None
+        timing = result["timing"]
+        start, stop = timing["run_start_ns"], timing["run_stop_ns"]
+        if stop is None:
+            return None
+        slack = int(self.rules.coverage_slack_s * 1e9)
+        expected = {d for m in result["meters"] for d in m["domains"]}
+        if set(trace.domains) != expected:
+            self.add(
+                "TRACE-001",
+                rel,
+                f"domains {sorted(trace.domains)} differ from the meters' {sorted(expected)}.",
+            )
+            return None
+        covered = True
+        for domain, tr in trace.domains.items():
+            t = tr.t_ns
+            if (t.size > 1) and (t[1:] <= t[:-1]).any():
+                self.add("TRACE-002", rel, f"{domain}: timestamps go backwards or repeat.")
+                covered = False
+                continue
+            if t[0] > start + slack or t[-1] < stop - slack:
+                self.add(
+                    "TRACE-005",
+                    rel,
+                    f"{domain}: the trace spans {(t[-1] - t[0]) / 1e9:.2f} s and does not "
+                    "cover run_start..run_stop; keep the meter running for the whole timed window.",
+                )
+                covered = False
+                continue
+            first = max(0, int(t.searchsorted(start, side="right")) - 1)
+            last = int(t.searchsorted(stop, side="left"))
+            window = t[first : last + 1]
+            gap_s = float((window[1:] - window[:-1]).max()) / 1e9 if window.size > 1 else math.inf
+            if gap_s > self.rules.max_gap_s:
+                self.add(
+                    "TRACE-004",
+                    rel,
+                    f"{domain}: a {gap_s:.2f} s gap between samples inside the timed window "
+                    f"(limit {self.rules.max_gap_s:g} s).",
+                )
+            duration_s = (stop - start) / 1e9
+            inside = int(((t >= start) & (t <= stop)).sum())
+            if duration_s > 0 and inside / duration_s < self.rules.min_sample_hz:
+                self.add(
+                    "TRACE-003",
+                    rel,
+                    f"{domain}: {inside / duration_s:.2f} samples/s inside the timed window, "
+                    f"below {self.rules.min_sample_hz:g}.",
+                )
+        return trace if covered else None
+
+    def _check_energy(self, run: Run, result: dict, trace: TraceCurve) -> None:
+        rel, tol, m = f"{run.rel}/result.json", self.rules.energy_tolerance, result["metrics"]
+        totals = [
+            d for s in result["meters"] if s["role"] == "total" for d in s["domains"]
+        ] or list(trace.domains)
+        start, stop = result["timing"]["run_start_ns"], result["timing"]["run_stop_ns"]
+
+        def total(t0: int, t1: int) -> float:
+            between = energy_between(trace.energy_at, t0, t1)
+            return sum(between[d] for d in totals if d in between)
+
+        recomputed = total(start, stop)
+        if not close_enough(m["energy_total_j"], recomputed, tol):
+            self.add(
+                "ENERGY-001",
+                rel,
+                f"energy_total_j {m['energy_total_j']:.6g} J but the trace gives "
+                f"{recomputed:.6g} J over run_start..run_stop (tolerance {100 * tol:g}%).",
+            )
+        elif result["carbon"] and not close_enough(
+            result["carbon"]["it_energy_kwh"] * 3.6e6, recomputed, tol
+        ):
+            self.add("ENERGY-001", rel, "carbon.it_energy_kwh does not match the measured energy.")
+        target = next((e for e in m["evals"] if e["reached_target"]), None)
+        if m["energy_to_target_j"] is not None and target is not None:
+            to_target = total(start, start + int(round(target["t_s"] * 1e9)))
+            if not close_enough(m["energy_to_target_j"], to_target, tol):
+                self.add(
+                    "ENERGY-002",
+                    rel,
+                    f"energy_to_target_j {m['energy_to_target_j']:.6g} J but the trace gives "
+                    f"{to_target:.6g} J up to the target eval.",
+                )
+        eps, k = m["energy_per_step"], None
+        bad_windows = [
+            w
+            for w in result["windows"]
+            if not close_enough(
+                w["energy_j"], total(w["t_start_ns"], w["t_end_ns"]), tol, abs_tol=1e-6
+            )
+        ]
+        if bad_windows:
+            self.add(
+                "ENERGY-003", rel, f"{len(bad_windows)} window energies disagree with the trace."
+            )
+        elif eps is not None:
+            k = eps["steps_per_window"]
+            full = [
+                w["energy_j"] / k for w in result["windows"] if w["step_end"] - w["step_start"] == k
+            ]
+            if (
+                len(full) != eps["windows"]
+                or not full
+                or not close_enough(sum(full) / len(full), eps["mean_j"], tol)
+            ):
+                self.add(
+                    "ENERGY-003", rel, "energy_per_step does not follow from the window energies."
+                )
+
+    def _check_carbon(self, run: Run, result: dict) -> None:
+        c, rel, tol = result["carbon"], f"{run.rel}/result.json", self.rules.co2e_tolerance
+        if c is None:
+            return
+        lb = c["location_based"]
+        checks = [
+            ("facility_energy_kwh", c["facility_energy_kwh"], c["it_energy_kwh"] * c["pue"]),
+            (
+                "location_based.kg_co2e",
+                lb["kg_co2e"],
+                c["facility_energy_kwh"] * lb["intensity_g_per_kwh"] / 1e3,
+            ),
+        ]
+        mb = c["market_based"]
+        if mb is not None:
+            share = 1.0 - (mb["covered_fraction"] or 0.0)
+            checks.append(
+                (
+                    "market_based.kg_co2e",
+                    mb["kg_co2e"],
+                    c["facility_energy_kwh"] * share * mb["factor_g_per_kwh"] / 1e3,
+                )
+            )
+        em = c["embodied"]
+        if em is not None:
+            checks.append(
+                (
+                    "embodied.kg_co2e",
+                    em["kg_co2e"],
+                    em["kg_per_accelerator"]
+                    * em["accelerators"]
+                    * em["run_hours"]
+                    / (em["lifetime_years"] * 8760.0),
+                )
+            )
+        for name, reported, expected in checks:
+            if not close_enough(reported, expected, tol, abs_tol=1e-12):
+                self.add(
+                    "CO2-001",
+                    rel,
+                    f"carbon.{name} is {reported:.6g} but its inputs give {expected:.6g}.",
+                )
+        if lb["dataset"] != "user-supplied intensity":
+            from harness.carbon.intensity import lookup
+            from harness.errors import ConfigError
+
+            try:
+                table = lookup(lb["region"]).g_per_kwh
+            except ConfigError:
+                self.add(
+                    "CO2-002",
+                    rel,
+                    f"region {lb['region']!r} is not in the shipped intensity tables.",
+                )
+                return
+            if not close_enough(table, lb["intensity_g_per_kwh"], 1e-9):
+                self.add(
+                    "CO2-002",
+                    rel,
+                    f"intensity {lb['intensity_g_per_kwh']:g} g/kWh for {lb['region']} differs "
+                    f"from the table's {table:g}.",
+                )
+
+    def _check_target_and_log(self, run: Run, folder: Path, result: dict) -> None:
+        rel, m = f"{run.rel}/result.json", result["metrics"]
+        if m is None:
+            return
+        threshold, lower = result["target_threshold"], result["target_direction"] == "lower"
+        configured = (result["config"].get("benchmark") or {}).get("target", {}).get("threshold")
+        if configured != threshold:
+            self.add(
+                "TARGET-001",
+                rel,
+                f"target_threshold {threshold} differs from the config's {configured}.",
+            )
+        meets = [
+            (e["eval_loss"] <= threshold) if lower else (e["eval_loss"] >= threshold)
+            for e in m["evals"]
+        ]
+        first = meets.index(True) if True in meets else None
+        claimed = [e["reached_target"] for e in m["evals"]]
+        if claimed != [i == first for i in range(len(meets))] or m["reached_target"] != (
+            first is not None
+        ):
+            self.add(
+                "TARGET-001",
+                rel,
+                "the target claims do not follow from the eval losses and the threshold.",
+            )
+        if (result["status"] == "success") != (first is not None) and result[
+            "status"
+        ] in ACCEPTED_STATUS:
+            self.add("TARGET-001", rel, f"status {result['status']!r} contradicts the evals.")
+        log = folder / "mllog.txt"
+        if not log.is_file():
+            return
+        if log.stat().st_size > self.rules.max_mllog_bytes:
+            self.add("SUB-006", f"{run.rel}/mllog.txt", "is over the ruleset's size limit.")
+            return
+        records = parse_mllog(log.read_text(errors="replace"))
+        keys = {r.get("key") for r in records}
+        missing = [k for k in ("submission_benchmark", "run_start", "run_stop") if k not in keys]
+        evals = [r.get("value") for r in records if r.get("key") == "eval_accuracy"]
+        if missing:
+            self.add("MLLOG-001", f"{run.rel}/mllog.txt", f"has no {', '.join(missing)} record.")
+        elif len(evals) != len(m["evals"]) or not all(
+            isinstance(a, (int, float)) and close_enough(a, e["eval_loss"], 1e-9)
+            for a, e in zip(evals, m["evals"], strict=False)
+        ):
+            self.add(
+                "MLLOG-001",
+                f"{run.rel}/mllog.txt",
+                "its eval_accuracy records differ from result.json's evals.",
+            )
+
+    # -- across runs ----------------------------------------------------------------------
