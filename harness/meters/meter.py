@@ -205,19 +205,22 @@ class Meter:
 
     def power_peak_w(self, t0_ns: int, t1_ns: int) -> float | None:
         """Peak of the summed power over [t0, t1], each domain sampled at its own polls."""
-        grids = [np.asarray(s.t_ns) for s in self.series.values() if s.t_ns]
-        if not grids:
+        snapshots = []
+        for s in self.series.values():  # the sampler may be appending: take equal lengths
+            n = min(len(s.t_ns), len(s.watts))
+            if n:
+                snapshots.append((np.asarray(s.t_ns[:n]), np.asarray(s.watts[:n])))
+        if not snapshots:
             return None
-        times = np.unique(np.concatenate(grids))
+        times = np.unique(np.concatenate([t for t, _ in snapshots]))
         times = times[(times >= t0_ns) & (times <= t1_ns)]
         if times.size == 0:
             return None
         total = np.zeros(times.size)
-        for s in self.series.values():
-            w = np.asarray(s.watts)
+        for t, w in snapshots:
             ok = ~np.isnan(w)
             if ok.any():
-                total += np.interp(times, np.asarray(s.t_ns)[ok], w[ok])
+                total += np.interp(times, t[ok], w[ok])
         return float(total.max())
 
     def describe(self) -> list[tuple[SourceDescription, float | None]]:

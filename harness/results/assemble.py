@@ -51,14 +51,11 @@ def _carbon_trace(meter: Meter, tl: Timeline, start_ns: int, stop_ns: int):
     """(UTC seconds, cumulative system joules) at every poll inside the run, for time-resolved CO2e."""
     import numpy as np
 
-    grids = [np.asarray(meter.series[d].t_ns) for d in meter.total_domains if meter.series[d].t_ns]
-    times = np.unique(np.concatenate([[start_ns, stop_ns], *grids]))
+    curves = [meter.series[d].arrays() for d in meter.total_domains]
+    curves = [(t, j) for t, j in curves if t.size]
+    times = np.unique(np.concatenate([[start_ns, stop_ns], *(t for t, _ in curves)]))
     times = times[(times >= start_ns) & (times <= stop_ns)]
-    cumulative = sum(
-        np.interp(times, meter.series[d].t_ns, meter.series[d].joules)
-        for d in meter.total_domains
-        if meter.series[d].t_ns
-    )
+    cumulative = sum(np.interp(times, t, j) for t, j in curves)
     return tl.anchor_utc.timestamp() + (times - tl.anchor_ns) / 1e9, cumulative
 
 
