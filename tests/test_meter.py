@@ -143,3 +143,20 @@ def test_the_background_sampler_polls_at_its_rate(tmp_path):
     ((desc, rate),) = meter.describe()
     assert 25 <= rate <= 60  # 50 Hz nominal, a loaded 2-core CI box jitters
     assert len(meter.series["sim:0"].t_ns) >= 15
+
+
+def test_queries_while_the_sampler_appends_never_see_torn_series(tmp_path):
+    import time
+
+    meter = Meter([SimulatedSource(50.0, "a"), SimulatedSource(70.0, "b")], sample_hz=1000)
+    meter.start(tmp_path / "power.csv")
+    t_start = meter.clock()
+    deadline = time.monotonic() + 0.5
+    while time.monotonic() < deadline:  # what provisional result writes do during a run
+        now = meter.clock()
+        energy = meter.energy_at(now)
+        assert set(energy) == {"a", "b"}
+        peak = meter.power_peak_w(t_start, now)
+        assert peak is None or peak == pytest.approx(120.0)
+    meter.stop()
+    assert energy_between(meter.energy_at, t_start, meter.clock() - 1)["b"] > 0
