@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# One GPU session's whole check, for the lent H100/H200 (device tool) or any CUDA box.
+# Writes everything under $OUT (default gpu-out/): at most a few files, as the device tool
+# returns 8 files at most. Run from the repository root:
+#
+#   bash scripts/gpu_check.sh                      # all checks, ~15 minutes on an H100
+#   STEPS=100 REPEATS=3 bash scripts/gpu_check.sh  # shorter
+#
+# The device image lacks hydra-core, omegaconf and antlr4: download their wheels here first
+# (see the device tool's README) into .whl/ (git-ignored) and carry .whl; this script installs
+# them into /tmp/site when .whl/ exists.
+set -uo pipefail
+OUT=${OUT:-gpu-out}
+STEPS=${STEPS:-200}
+REPEATS=${REPEATS:-5}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD"
+if compgen -G ".whl/*.whl" >/dev/null; then
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
+    && export PYTHONPATH="/tmp/site:$PWD"
+fi
+log="$OUT/gpu_check.log"
+{
+  date -u +"date %Y-%m-%dT%H:%M:%SZ"
+  nvidia-smi --query-gpu=name,driver_version,power.limit,clocks.sm,clocks.mem --format=csv
+  python3 -m harness.cli meters
+  python3 -m pytest -q -m gpu tests/test_gpu.py
+  python3 scripts/meter_bench.py --repeats "$REPEATS" --steps "$STEPS" --out "$OUT"
+  python3 scripts/gpu_bench_torch.py --steps "$STEPS" --out "$OUT/bench-torch"
+  python3 scripts/gpu_bench_torch.py --steps "$STEPS" --out "$OUT/bench-jax" framework=jax
+} 2>&1 | tee "$log"
+# run directories travel as one archive (the device tool returns at most 8 files)
+tar czf "$OUT/runs.tar.gz" -C "$OUT" bench-torch bench-jax 2>/dev/null || true
+cp "$OUT"/bench-torch/bench_torch.md "$OUT/bench_torch.md" 2>/dev/null || true
+cp "$OUT"/bench-jax/bench_torch.md "$OUT/bench_jax.md" 2>/dev/null || true
+rm -rf "$OUT/bench-torch" "$OUT/bench-jax"
