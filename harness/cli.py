@@ -1,7 +1,8 @@
 """`joulebench` command line. Each subcommand is one small function; errors become one line.
 
-Exit codes: 0 success, 1 a run that did not succeed (target not reached, aborted, meter
-error) or an invalid submission, 2 a usage or config error, 3 a missing meter or workload.
+Exit codes: 0 success, 1 a run that did not succeed (target not reached, meter error) or an
+invalid submission or a regression, 2 a usage or config error, 3 a missing meter or workload,
+130 a run stopped by SIGINT/SIGTERM (its result says aborted).
 """
 
 from __future__ import annotations
