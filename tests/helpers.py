@@ -29,3 +29,14 @@ def cli_subprocess(
 
 def load_result(run_dir: Path) -> dict:
     return json.loads((run_dir / "result.json").read_text())
+
+
+SHORT_RUN = ["run", "meter=simulated", "benchmark.max_steps=20", "benchmark.target.threshold=9"]
+
+
+def short_run(run_dir: str, *overrides: str) -> dict:
+    """A 20-step lm-dense-tiny run with the simulated meter whose target is met at once; its result."""
+    from harness.cli import main
+
+    assert main([*SHORT_RUN, *overrides, f"run_dir={run_dir}"]) == 0
+    return load_result(Path(run_dir))

@@ -13,6 +13,7 @@ from harness.carbon.timeseries import time_resolved_carbon
 from harness.cli import main
 from harness.config import CarbonConfig, EmbodiedConfig, MarketConfig
 from harness.errors import ConfigError
+from tests.helpers import short_run
 
 
 # -- Patterson et al. 2021, Table 4 --------------------------------------------------------------
@@ -200,20 +201,7 @@ def test_embodied_is_amortised_and_separate():
 # -- through runs -------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_recost_table_equals_energy_times_pue_times_intensity(in_tmp, capsys):
-    assert (
-        main(
-            [
-                "run",
-                "meter=simulated",
-                "benchmark.max_steps=20",
-                "benchmark.target.threshold=9",
-                "carbon.region=DEU",
-                "carbon.pue=1.3",
-                "run_dir=r",
-            ]
-        )
-        == 0
-    )
+    short_run("r", "carbon.region=DEU", "carbon.pue=1.3")
     result = json.loads((in_tmp / "r" / "result.json").read_text())
     assert result["carbon"]["location_based"]["kg_co2e"] == pytest.approx(
         result["metrics"]["energy_total_j"] / 3.6e6 * 1.3 * 380.9 / 1000
@@ -261,20 +249,7 @@ def test_time_resolved_carbon_in_a_run(in_tmp):
             f"{(start + timedelta(minutes=m)).isoformat()},{200 + m}\n" for m in range(0, 180, 30)
         )
     )
-    assert (
-        main(
-            [
-                "run",
-                "meter=simulated",
-                "benchmark.max_steps=20",
-                "benchmark.target.threshold=9",
-                "carbon.region=USA",
-                f"carbon.time_resolved_csv={csv}",
-                "run_dir=r",
-            ]
-        )
-        == 0
-    )
+    short_run("r", "carbon.region=USA", f"carbon.time_resolved_csv={csv}")
     c = json.loads((in_tmp / "r" / "result.json").read_text())["carbon"]
     # the run sits in the slot that starts at start + 60 min (260 g/kWh), beside the annual figure
     assert c["time_resolved"]["mean_intensity_g_per_kwh"] == pytest.approx(260.0)

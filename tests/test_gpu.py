@@ -7,14 +7,19 @@ import json
 import pytest
 
 torch = pytest.importorskip("torch")
-pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU"),
+]
 
 
 @pytest.mark.parametrize("benchmark", ["lm-dense-tiny", "lm-moe-tiny"])
 def test_tiny_benchmarks_on_gpu_are_measured_compiled_bf16(in_tmp, benchmark):
     from harness.cli import main
 
-    code = main(["run", f"benchmark={benchmark}", "meter=nvml", "run_dir=r", "benchmark.max_steps=400"])
+    code = main(
+        ["run", f"benchmark={benchmark}", "meter=nvml", "run_dir=r", "benchmark.max_steps=400"]
+    )
     r = json.loads((in_tmp / "r" / "result.json").read_text())
     assert code == 0 and r["status"] == "success"
     w = r["workload"]

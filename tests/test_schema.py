@@ -8,27 +8,12 @@ import math
 import pytest
 
 from harness.results.schema import check_result
+from tests.helpers import short_run
 
 
 @pytest.fixture(scope="module")
 def good(tmp_path_factory):
-    from harness.cli import main
-    from tests.helpers import load_result
-
-    root = tmp_path_factory.mktemp("schema")
-    assert (
-        main(
-            [
-                "run",
-                "meter=simulated",
-                "benchmark.max_steps=20",
-                "benchmark.target.threshold=9",
-                f"run_dir={root / 'r'}",
-            ]
-        )
-        == 0
-    )
-    return load_result(root / "r")
+    return short_run(str(tmp_path_factory.mktemp("schema") / "r"))
 
 
 def test_a_written_result_conforms(good):
