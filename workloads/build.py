@@ -2,28 +2,31 @@
 
 from __future__ import annotations
 
+import importlib
+
 from harness.errors import WorkloadError
+
+# framework name -> (adapter module, adapter class, what to install when it does not import)
+ADAPTERS = {
+    "torch": (
+        "workloads.torch.adapter",
+        "TorchWorkload",
+        'pip install "torch>=2.4" (or pip install -e ".[torch]")',
+    ),
+    "jax": ("workloads.jax.adapter", "JaxWorkload", 'pip install -e ".[jax]" (jax and optax)'),
+}
 
 
 def build_workload(bench, framework, seed: int):
-    if framework.name == "torch":
-        try:
-            from workloads.torch.adapter import TorchWorkload
-        except ImportError as exc:
-            raise WorkloadError(
-                f"framework=torch needs PyTorch, which does not import here ({exc}).",
-                'install it: pip install "torch>=2.4" (or pip install -e ".[torch]").',
-            ) from exc
-        return TorchWorkload(bench, framework, seed)
-    if framework.name == "jax":
-        try:
-            from workloads.jax.adapter import JaxWorkload
-        except ImportError as exc:
-            raise WorkloadError(
-                f"framework=jax needs JAX and optax, which do not import here ({exc}).",
-                'install them: pip install -e ".[jax]".',
-            ) from exc
-        return JaxWorkload(bench, framework, seed)
-    raise WorkloadError(
-        f"framework={framework.name} is not available.", "use framework=torch or jax."
-    )
+    if framework.name not in ADAPTERS:
+        raise WorkloadError(
+            f"framework={framework.name} is not available.", f"use one of: {', '.join(ADAPTERS)}."
+        )
+    module_name, class_name, install = ADAPTERS[framework.name]
+    try:
+        adapter = getattr(importlib.import_module(module_name), class_name)
+    except ImportError as exc:
+        raise WorkloadError(
+            f"framework={framework.name} does not import here ({exc}).", f"install it: {install}."
+        ) from exc
+    return adapter(bench, framework, seed)

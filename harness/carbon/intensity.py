@@ -40,26 +40,26 @@ def _tables() -> dict[str, GridIntensity]:
     import pandas as pd
 
     out: dict[str, GridIntensity] = {}
-    countries = pd.read_csv(DATA / "country_intensity.csv")
-    for row in countries.itertuples(index=False):
-        out[row.iso3.upper()] = GridIntensity(
-            float(row.g_co2e_per_kwh),
-            row.iso3.upper(),
-            f"country grid intensity ({row.country})",
-            int(row.year),
-            row.basis,
-            row.source,
-        )
-    clouds = pd.read_csv(DATA / "cloud_region_intensity.csv")
-    for row in clouds.itertuples(index=False):
-        out[row.region.lower()] = GridIntensity(
-            float(row.g_co2e_per_kwh),
-            row.region.lower(),
-            f"{row.provider} region grid intensity ({row.location})",
-            int(row.year),
-            row.basis,
-            row.source,
-        )
+    tables = [  # (file, key column, key case, how the dataset is described)
+        (
+            "country_intensity.csv",
+            "iso3",
+            str.upper,
+            lambda r: f"country grid intensity ({r.country})",
+        ),
+        (
+            "cloud_region_intensity.csv",
+            "region",
+            str.lower,
+            lambda r: f"{r.provider} region grid intensity ({r.location})",
+        ),
+    ]
+    for file, key_column, case, describe in tables:
+        for row in pd.read_csv(DATA / file).itertuples(index=False):
+            key = case(getattr(row, key_column))
+            out[key] = GridIntensity(
+                float(row.g_co2e_per_kwh), key, describe(row), int(row.year), row.basis, row.source
+            )
     return out
 
 
