@@ -101,6 +101,27 @@ def test_aux_and_z_loss_by_hand():
     assert float(stats["aux_loss"]) == pytest.approx(0.015)
 
 
+def test_routing_groups_equal_each_group_routed_alone():
+    grouped = ModelConfig(kind="moe", n_experts=4, capacity_factor_train=1.0, routing_groups=2)
+    alone = ModelConfig(kind="moe", n_experts=4, capacity_factor_train=1.0)
+    p = _moe_params(seed=4)
+    x = jax.random.normal(jax.random.PRNGKey(7), (4, 6, 8))
+    y, stats = jm.switch_ffn(p, x, grouped, True, None, jnp.float32)
+    halves = [jm.switch_ffn(p, x[i : i + 2], alone, True, None, jnp.float32) for i in (0, 2)]
+    np.testing.assert_allclose(y, jnp.concatenate([h[0] for h in halves]), rtol=1e-6, atol=1e-7)
+    for key in ("aux_loss", "z_loss", "dropped_frac", "expert_load"):
+        np.testing.assert_allclose(
+            stats[key], (halves[0][1][key] + halves[1][1][key]) / 2, rtol=1e-6
+        )
+    # by hand: group 0 balanced (aux 0.01), group 1 all to expert 0 (aux 0.015) -> mean 0.0125
+    m2 = ModelConfig(kind="moe", n_experts=2, routing_groups=2)
+    p2 = _moe_params(d=2, experts=2)
+    p2["router"] = jnp.array([[math.log(3), 0.0], [0.0, math.log(3)]])
+    tokens = jnp.array([[[1.0, 0.0], [0.0, 1.0]], [[1.0, 0.0], [1.0, 0.0]]])
+    _, stats = jm.switch_ffn(p2, tokens, m2, True, None, jnp.float32)
+    assert float(stats["aux_loss"]) == pytest.approx(0.0125)
+
+
 @pytest.mark.parametrize("benchmark", ["lm-dense-tiny", "lm-moe-tiny"])
 def test_torch_to_jax_transfer_reproduces_logits(benchmark):
     torch = pytest.importorskip("torch")

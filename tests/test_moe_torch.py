@@ -15,10 +15,14 @@ from workloads.torch.model import Transformer, training_loss  # noqa: E402
 from workloads.torch.moe import SwitchFFN  # noqa: E402
 
 
-def _ffn(d=8, f=16, experts=4, cf_train=1.25, cf_eval=2.0, seed=0):
+def _ffn(d=8, f=16, experts=4, cf_train=1.25, cf_eval=2.0, seed=0, groups=1):
     torch.manual_seed(seed)
     m = ModelConfig(
-        kind="moe", n_experts=experts, capacity_factor_train=cf_train, capacity_factor_eval=cf_eval
+        kind="moe",
+        n_experts=experts,
+        capacity_factor_train=cf_train,
+        capacity_factor_eval=cf_eval,
+        routing_groups=groups,
     )
     ffn = SwitchFFN(d, f, m)
     for p in ffn.parameters():
@@ -144,3 +148,44 @@ def test_moe_model_places_experts_every_other_layer_and_adds_router_losses():
     assert loss.item() == pytest.approx(stats[0].item() + aux + z, rel=1e-6)
     assert stats.shape == (4 + 4,)  # ce, aux, z, dropped, then 4 expert loads
     assert float(stats[4:].sum()) == pytest.approx(1.0)
+
+
+def test_routing_groups_equal_each_group_routed_alone():
+    """Capacity and the balance loss are per group: a batch of 4 sequences in 2 groups gives the
+    outputs (and stats averaged over groups) of each half run on its own. This is what makes a
+    data- or expert-parallel run do the same maths as one device."""
+    grouped = _ffn(experts=4, cf_train=1.0, groups=2, seed=3)
+    alone = _ffn(experts=4, cf_train=1.0, groups=1, seed=3)
+    x = torch.randn(4, 6, 8, generator=torch.Generator().manual_seed(5))
+    y, stats = grouped(x)
+    halves = [alone(x[:2]), alone(x[2:])]
+    torch.testing.assert_close(y, torch.cat([h[0] for h in halves]), rtol=1e-6, atol=1e-7)
+    for key in ("aux_loss", "z_loss", "dropped_frac", "expert_load"):
+        torch.testing.assert_close(stats[key], (halves[0][1][key] + halves[1][1][key]) / 2)
+
+
+def test_grouped_dispatch_matches_the_loop_per_group_with_overflow():
+    ffn = _ffn(experts=4, cf_train=1.0, groups=2)
+    with torch.no_grad():
+        ffn.router.weight.zero_()
+        ffn.router.weight[0] = 5.0  # all to expert 0: capacity ceil(16/4)=4 of 16 per group
+    x = torch.rand(2, 16, 8) + 0.1
+    y, stats = ffn(x)
+    for g in range(2):
+        ref = loop_switch_ffn(x[g], ffn.router.weight, ffn.w_in_EDF, ffn.w_out_EFD, 1.0)
+        torch.testing.assert_close(y[g], ref, rtol=1e-5, atol=1e-6)
+    kept_rows = torch.count_nonzero(y.abs().sum(-1), dim=1)
+    assert kept_rows.tolist() == [4, 4]  # each group keeps its own first 4 tokens
+    assert stats["dropped_frac"].item() == pytest.approx(0.75)
+
+
+def test_aux_loss_is_the_mean_over_groups_by_hand():
+    ffn = _ffn(d=2, experts=2, groups=2)
+    with torch.no_grad():  # logits [ln3, 0] for e0-like tokens, [0, ln3] for e1-like tokens
+        ffn.router.weight.copy_(torch.tensor([[math.log(3), 0.0], [0.0, math.log(3)]]))
+    # group 0: tokens e0, e1 -> balanced: f=[.5,.5], P=[.5,.5], 0.01*2*0.5 = 0.01
+    # group 1: tokens e0, e0 -> f=[1,0], P=[.75,.25], 0.01*2*0.75 = 0.015; mean 0.0125
+    x = torch.tensor([[[1.0, 0.0], [0.0, 1.0]], [[1.0, 0.0], [1.0, 0.0]]])
+    _, stats = ffn(x)
+    assert stats["aux_loss"].item() == pytest.approx(0.0125)
+    assert stats["expert_load"].tolist() == pytest.approx([0.75, 0.25])

@@ -99,50 +99,58 @@ def mlp(p: dict, x_BTD: jax.Array, dtype) -> jax.Array:
     return hidden @ p["ffn_proj"].astype(dtype)
 
 
-def route(p: dict, x_ND: jax.Array, jitter: float, key: jax.Array | None):
-    """float32 router: (expert_N, gate_N, probs_NE, logits_NE)."""
-    x32 = x_ND.astype(jnp.float32)
+def route(p: dict, x_GSD: jax.Array, jitter: float, key: jax.Array | None):
+    """float32 router: (expert_GS, gate_GS, probs_GSE, logits_GSE)."""
+    x32 = x_GSD.astype(jnp.float32)
     if key is not None and jitter > 0:
         x32 = x32 * jax.random.uniform(key, x32.shape, jnp.float32, 1.0 - jitter, 1.0 + jitter)
-    logits_NE = x32 @ p["router"].astype(jnp.float32)
-    probs_NE = jax.nn.softmax(logits_NE, axis=-1)
-    expert_N = jnp.argmax(probs_NE, axis=-1)
-    gate_N = jnp.take_along_axis(probs_NE, expert_N[:, None], axis=-1)[:, 0]
-    return expert_N, gate_N, probs_NE, logits_NE
+    logits_GSE = x32 @ p["router"].astype(jnp.float32)
+    probs_GSE = jax.nn.softmax(logits_GSE, axis=-1)
+    expert_GS = jnp.argmax(probs_GSE, axis=-1)
+    gate_GS = jnp.take_along_axis(probs_GSE, expert_GS[..., None], axis=-1)[..., 0]
+    return expert_GS, gate_GS, probs_GSE, logits_GSE
 
 
 def switch_ffn(p: dict, x_BTD: jax.Array, m, training: bool, key, dtype, expert_sharding=None):
-    """Top-1 Switch FFN with index dispatch: slots from a cumulative sum over the one-hot routing,
-    kept tokens scattered into an (E, C, D) buffer, two batched matmuls, gathered back. Dropped
-    tokens point at a spare row that no expert reads and that is zero in the output."""
+    """Top-1 Switch FFN with index dispatch, routed in `m.routing_groups` groups as in torch:
+    slots from a cumulative sum over the one-hot routing, kept tokens scattered into a
+    (G, E, C, D) buffer, two batched matmuls, gathered back. Dropped tokens point at a spare
+    row that no expert reads and that is zero in the output."""
     B, T, D = x_BTD.shape
-    E, N = m.n_experts, B * T
-    x_ND = x_BTD.reshape(N, D)
-    expert_N, gate_N, probs_NE, logits_NE = route(p, x_ND, m.jitter if training else 0.0, key)
-    C = expert_capacity(N, E, m.capacity_factor_train if training else m.capacity_factor_eval)
+    E, G = m.n_experts, m.routing_groups
+    S = B * T // G
+    x_GSD = x_BTD.reshape(G, S, D)
+    expert_GS, gate_GS, probs_GSE, logits_GSE = route(p, x_GSD, m.jitter if training else 0.0, key)
+    C = expert_capacity(S, E, m.capacity_factor_train if training else m.capacity_factor_eval)
 
-    onehot_NE = jax.nn.one_hot(expert_N, E, dtype=jnp.int32)
-    position_N = jnp.sum(jnp.cumsum(onehot_NE, axis=0) * onehot_NE, axis=-1) - 1
-    keep_N = position_N < C
-    slot_N = jnp.where(keep_N, expert_N * C + position_N, E * C)
+    onehot_GSE = jax.nn.one_hot(expert_GS, E, dtype=jnp.int32)
+    position_GS = jnp.sum(jnp.cumsum(onehot_GSE, axis=1) * onehot_GSE, axis=-1) - 1
+    keep_GS = position_GS < C
+    group_G1 = jnp.arange(G)[:, None]
+    slot_N = jnp.where(keep_GS, (group_G1 * E + expert_GS) * C + position_GS, G * E * C).reshape(-1)
 
-    buffer = jnp.zeros((E * C + 1, D), dtype).at[slot_N].set(x_ND.astype(dtype), mode="drop")
-    in_ECD = buffer[: E * C].reshape(E, C, D)
-    if expert_sharding is not None:  # experts live on the mesh's expert axis: XLA moves tokens
-        in_ECD = jax.lax.with_sharding_constraint(in_ECD, expert_sharding)
-    hidden_ECF = jax.nn.gelu(
-        jnp.einsum("ecd,edf->ecf", in_ECD, p["w_in_EDF"].astype(dtype)), approximate=True
+    buffer = (
+        jnp.zeros((G * E * C + 1, D), dtype)
+        .at[slot_N]
+        .set(x_GSD.reshape(-1, D).astype(dtype), mode="drop")
     )
-    out_ECD = jnp.einsum("ecf,efd->ecd", hidden_ECF, p["w_out_EFD"].astype(dtype))
-    out_flat = jnp.concatenate([out_ECD.reshape(E * C, D), jnp.zeros((1, D), out_ECD.dtype)])
-    y_ND = (out_flat[slot_N].astype(jnp.float32) * gate_N[:, None]).astype(x_BTD.dtype)
+    in_GECD = buffer[: G * E * C].reshape(G, E, C, D)
+    if expert_sharding is not None:  # experts live on the mesh's expert axis: XLA moves tokens
+        in_GECD = jax.lax.with_sharding_constraint(in_GECD, expert_sharding)
+    hidden_GECF = jax.nn.gelu(
+        jnp.einsum("gecd,edf->gecf", in_GECD, p["w_in_EDF"].astype(dtype)), approximate=True
+    )
+    out_GECD = jnp.einsum("gecf,efd->gecd", hidden_GECF, p["w_out_EFD"].astype(dtype))
+    out_flat = jnp.concatenate([out_GECD.reshape(G * E * C, D), jnp.zeros((1, D), out_GECD.dtype)])
+    y_ND = (out_flat[slot_N].astype(jnp.float32) * gate_GS.reshape(-1, 1)).astype(x_BTD.dtype)
 
-    routed_E = onehot_NE.astype(jnp.float32).mean(axis=0)  # f_i, before dropping
+    routed_GE = onehot_GSE.astype(jnp.float32).mean(axis=1)  # f_i per group, before dropping
+    balance_G = jnp.sum(routed_GE * probs_GSE.mean(axis=1), axis=-1)
     stats = {
-        "aux_loss": m.aux_loss_coef * E * jnp.sum(routed_E * probs_NE.mean(axis=0)),
-        "z_loss": m.z_loss_coef * jnp.mean(jax.nn.logsumexp(logits_NE, axis=-1) ** 2),
-        "dropped_frac": 1.0 - keep_N.astype(jnp.float32).mean(),
-        "expert_load": routed_E,
+        "aux_loss": m.aux_loss_coef * E * balance_G.mean(),
+        "z_loss": m.z_loss_coef * jnp.mean(jax.nn.logsumexp(logits_GSE, axis=-1) ** 2),
+        "dropped_frac": 1.0 - keep_GS.astype(jnp.float32).mean(),
+        "expert_load": routed_GE.mean(axis=0),
     }
     return y_ND.reshape(B, T, D), stats
 
