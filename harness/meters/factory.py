@@ -23,8 +23,10 @@ class SourceKind:
     name: str
     summary: str
     available: Callable  # (meter_cfg, workload_info | None) -> (bool, reason)
-    build: Callable  # (meter_cfg, workload_info | None) -> MeterSource
+    build: Callable  # (meter_cfg, workload_info | None, topology | None) -> MeterSource
     auto: bool  # may meter=auto pick it
+    # "device": every rank meters its own devices; "node": one per node, on local rank 0
+    scope: str = "device"
 
 
 def _gpu_indices(cfg, info) -> list[int] | None:
@@ -39,7 +41,7 @@ def _nvml_available(cfg, info):
     return nvml.available()
 
 
-def _nvml_build(cfg, info):
+def _nvml_build(cfg, info, topology=None):
     from harness.meters.nvml import NvmlSource
 
     return NvmlSource(_gpu_indices(cfg, info))
@@ -51,7 +53,7 @@ def _rapl_available(cfg, info):
     return rapl.available(Path(cfg.rapl.root))
 
 
-def _rapl_build(cfg, info):
+def _rapl_build(cfg, info, topology=None):
     from harness.meters.rapl import RaplSource
 
     return RaplSource(cfg.rapl.root)
@@ -63,7 +65,7 @@ def _tpu_available(cfg, info):
     return True, f"{info.device_count} x {info.device_name}"
 
 
-def _tpu_build(cfg, info):
+def _tpu_build(cfg, info, topology=None):
     from harness.meters.tpu import TpuSource
 
     ok, why = _tpu_available(cfg, info)
@@ -80,7 +82,7 @@ def _ptd_available(cfg, info):
     return True, f"PTDaemon at {cfg.ptdaemon.host}:{cfg.ptdaemon.port}"
 
 
-def _ptd_build(cfg, info):
+def _ptd_build(cfg, info, topology=None):
     from harness.meters.wall import PtdaemonSource
 
     if not cfg.ptdaemon.host:
@@ -101,7 +103,7 @@ def _ipmi_available(cfg, info):
     return True, f"{cfg.ipmi.command} (needs a BMC with DCMI)"
 
 
-def _ipmi_build(cfg, info):
+def _ipmi_build(cfg, info, topology=None):
     from harness.meters.wall import IpmiDcmiSource
 
     return IpmiDcmiSource(cfg.ipmi.command)
@@ -113,7 +115,7 @@ def _cpu_available(cfg, info):
     return CpuModelSource.available()
 
 
-def _cpu_build(cfg, info):
+def _cpu_build(cfg, info, topology=None):
     from harness.meters.cpu_model import CpuModelSource
 
     ok, why = CpuModelSource.available()
@@ -124,10 +126,13 @@ def _cpu_build(cfg, info):
     return CpuModelSource(cfg.cpu.tdp_w)
 
 
-def _sim_build(cfg, info):
+def _sim_build(cfg, info, topology=None):
     from harness.meters.simulated import SimulatedSource
 
-    return SimulatedSource(cfg.watts, cfg.domain)
+    domain = cfg.domain
+    if topology is not None and topology.world_size > 1:  # each rank simulates its own device
+        domain = f"{domain.split(':')[0]}:{topology.local_rank}"
+    return SimulatedSource(cfg.watts, domain)
 
 
 def _replay_available(cfg, info):
@@ -136,7 +141,7 @@ def _replay_available(cfg, info):
     return Path(cfg.replay.path).is_file(), f"replays {cfg.replay.path}"
 
 
-def _replay_build(cfg, info):
+def _replay_build(cfg, info, topology=None):
     from harness.meters.replay import ReplaySource
 
     if not cfg.replay.path:
@@ -158,6 +163,7 @@ KINDS = {
             _rapl_available,
             _rapl_build,
             True,
+            "node",
         ),
         SourceKind(
             "ptdaemon",
@@ -165,6 +171,7 @@ KINDS = {
             _ptd_available,
             _ptd_build,
             True,
+            "node",
         ),
         SourceKind(
             "ipmi",
@@ -172,12 +179,18 @@ KINDS = {
             _ipmi_available,
             _ipmi_build,
             False,
+            "node",
         ),
         SourceKind(
             "tpu", "TPU chips x cited average power (estimated)", _tpu_available, _tpu_build, True
         ),
         SourceKind(
-            "cpu-model", "CPU TDP x utilisation (estimated)", _cpu_available, _cpu_build, False
+            "cpu-model",
+            "CPU TDP x utilisation (estimated)",
+            _cpu_available,
+            _cpu_build,
+            False,
+            "node",
         ),
         SourceKind(
             "simulated",
@@ -210,16 +223,23 @@ def survey(meter_cfg, info=None) -> list[tuple[SourceKind, bool, str]]:
     return out
 
 
-def _auto(meter_cfg, info) -> list[MeterSource]:
+def _owned(kind: SourceKind, topology) -> bool:
+    """Node-level sources (RAPL, wall meters, the CPU model) are read once per node."""
+    return kind.scope == "device" or topology is None or topology.local_rank == 0
+
+
+def _auto(meter_cfg, info, topology) -> list[MeterSource]:
     picked = [kind for kind, ok, _ in survey(meter_cfg, info) if ok and kind.auto]
     if not picked:  # nothing measured here: fall back to the estimate, and say so
         picked = [KINDS["cpu-model"]]
-    return [kind.build(meter_cfg, info) for kind in picked]
+    return [kind.build(meter_cfg, info, topology) for kind in picked if _owned(kind, topology)]
 
 
-def build_sources(meter_cfg, info=None) -> list[MeterSource]:
+def build_sources(meter_cfg, info=None, topology=None) -> list[MeterSource]:
+    """The sources this process owns. `topology` (workloads/process_group.py) says which rank
+    it is: in a multi-process run, device sources on every rank, node sources on local rank 0."""
     if meter_cfg.source == "auto":
-        return _auto(meter_cfg, info)
+        return _auto(meter_cfg, info, topology)
     names = [n.strip() for n in meter_cfg.source.split("+")]
     unknown = [n for n in names if n not in KINDS]
     if unknown or len(set(names)) != len(names):
@@ -227,8 +247,9 @@ def build_sources(meter_cfg, info=None) -> list[MeterSource]:
             f"meter.source={meter_cfg.source} is not a meter source or composite.",
             f"use auto, one of {', '.join(KINDS)}, or several joined by '+'.",
         )
-    return [KINDS[n].build(meter_cfg, info) for n in names]
+    kinds = [KINDS[n] for n in names]
+    return [kind.build(meter_cfg, info, topology) for kind in kinds if _owned(kind, topology)]
 
 
-def build_meter(meter_cfg, info=None) -> Meter:
-    return Meter(build_sources(meter_cfg, info), meter_cfg.sample_hz)
+def build_meter(meter_cfg, info=None, topology=None) -> Meter:
+    return Meter(build_sources(meter_cfg, info, topology), meter_cfg.sample_hz)

@@ -9,25 +9,20 @@ differenced (DESIGN.md, "Meter"); a final poll at stop() brackets the last edge.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from harness.errors import MeterError
 from harness.meters.base import MeterSource, SourceDescription
+from harness.meters.view import DomainSeries, MeterView, total_domains_of
+from harness.meters.view import Fault as MeterFault
 
 TRACE_HEADER = "t_ns,domain,watts,joules\n"
-
-
-@dataclass
-class MeterFault:
-    t_ns: int
-    source: str
-    cause: str
 
 
 class _Series:
@@ -37,18 +32,21 @@ class _Series:
         self.t_ns: list[int] = []
         self.joules: list[float] = []
         self.watts: list[float] = []
-        self._cache: tuple[int, np.ndarray, np.ndarray] | None = None
+        self._cache: tuple[int, DomainSeries] | None = None
 
-    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
-        """(t_ns, joules) as arrays, rebuilt only when polls were added since the last call."""
-        n = min(len(self.t_ns), len(self.joules))  # the sampler may be mid-append
+    def arrays(self) -> DomainSeries:
+        """The polls as arrays, rebuilt only when polls were added since the last call."""
+        n = min(len(self.t_ns), len(self.joules), len(self.watts))  # the sampler may be mid-append
         if self._cache is None or self._cache[0] != n:
             self._cache = (
                 n,
-                np.asarray(self.t_ns[:n], dtype=np.int64),
-                np.asarray(self.joules[:n]),
+                DomainSeries(
+                    np.asarray(self.t_ns[:n], dtype=np.int64),
+                    np.asarray(self.joules[:n], dtype=float),
+                    np.asarray(self.watts[:n], dtype=float),
+                ),
             )
-        return self._cache[1], self._cache[2]
+        return self._cache[1]
 
 
 class Meter:
@@ -105,8 +103,7 @@ class Meter:
     def total_domains(self) -> list[str]:
         """The domains whose sum is the system's energy: the wall meter's when there is one,
         else every device domain (then device meters are the whole account)."""
-        totals = [d for s in self.sources if s.role == "total" for d in s.domains()]
-        return totals or [d for s in self.sources for d in s.domains()]
+        return total_domains_of([s.describe() for s in self.sources])
 
     def measure_idle(self, seconds: float) -> dict[str, float]:
         """Average power per domain over `seconds` of doing nothing (the sampler keeps running)."""
@@ -149,6 +146,13 @@ class Meter:
         self._trace.close()
         self._trace = None
 
+    def release(self) -> None:
+        """Close the sources of a meter that never started (a run that failed in set-up), so
+        NVML is shut down and sockets are closed."""
+        for source in self.sources:
+            with contextlib.suppress(Exception):
+                source.close()
+
     def _run(self) -> None:
         period = 1.0 / self.sample_hz
         next_t = time.monotonic() + period
@@ -182,14 +186,20 @@ class Meter:
                 self._trace.flush()
 
     # -- queries ---------------------------------------------------------------------------
+    def view(self) -> MeterView:
+        """What the meter has recorded so far, as arrays (cheap: cached per domain)."""
+        return MeterView(
+            series={d: s.arrays() for d, s in self.series.items()},
+            sources=self.describe(),
+            total_domains=self.total_domains,
+            faults=list(self.faults),
+            idle_power_w=dict(self.idle_power_w),
+            sample_hz=self.sample_hz,
+        )
+
     def energy_at(self, t_ns: int) -> dict[str, float]:
         """Cumulative joules per domain at t_ns, linearly interpolated between polls."""
-        out = {}
-        for domain, s in self.series.items():
-            t, j = s.arrays()
-            if t.size:
-                out[domain] = float(np.interp(t_ns, t, j))
-        return out
+        return self.view().energy_at(t_ns)
 
     def energy_between(self, t0_ns: int, t1_ns: int) -> dict[str, float]:
         e0, e1 = self.energy_at(t0_ns), self.energy_at(t1_ns)
@@ -204,24 +214,7 @@ class Meter:
         )
 
     def power_peak_w(self, t0_ns: int, t1_ns: int) -> float | None:
-        """Peak of the summed power over [t0, t1], each domain sampled at its own polls."""
-        snapshots = []
-        for s in self.series.values():  # the sampler may be appending: take equal lengths
-            n = min(len(s.t_ns), len(s.watts))
-            if n:
-                snapshots.append((np.asarray(s.t_ns[:n]), np.asarray(s.watts[:n])))
-        if not snapshots:
-            return None
-        times = np.unique(np.concatenate([t for t, _ in snapshots]))
-        times = times[(times >= t0_ns) & (times <= t1_ns)]
-        if times.size == 0:
-            return None
-        total = np.zeros(times.size)
-        for t, w in snapshots:
-            ok = ~np.isnan(w)
-            if ok.any():
-                total += np.interp(times, t[ok], w[ok])
-        return float(total.max())
+        return self.view().power_peak_w(t0_ns, t1_ns)
 
     def describe(self) -> list[tuple[SourceDescription, float | None]]:
         """Each source with its measured sample rate (polls per second over the trace)."""

@@ -1,0 +1,132 @@
+"""A read-only view of what a meter recorded, and the merge of every rank's view into one.
+
+The result is assembled from a `MeterView`, never from the live meter: in a one-process run the
+view is the meter's own series; in a multi-process run rank 0 merges the views every rank sent
+(harness/runner.py), with each domain named after its node (`node1/gpu:3`) and each rank's
+times moved onto rank 0's clock. The offset comes from the barrier-aligned `run_start` edge,
+which is as close as two hosts' monotonic clocks can be tied without a shared clock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from harness.meters.base import SourceDescription
+
+
+@dataclass
+class Fault:
+    t_ns: int
+    source: str
+    cause: str
+
+
+@dataclass
+class DomainSeries:
+    t_ns: np.ndarray  # int64, poll times
+    joules: np.ndarray  # cumulative
+    watts: np.ndarray  # NaN where the source has no power reading
+
+
+@dataclass
+class Owner:
+    """Which process measured a view: ties domains to ranks, nodes and hosts."""
+
+    rank: int = 0
+    local_rank: int = 0
+    node_rank: int = 0
+    hostname: str = ""
+    devices: list[str] = field(default_factory=list)  # accelerators this rank trains on
+
+
+@dataclass
+class MeterView:
+    series: dict[str, DomainSeries]
+    sources: list[tuple[SourceDescription, float | None]]  # with measured sample rate
+    total_domains: list[str]  # summed for every total (a wall meter's, else every device's)
+    faults: list[Fault] = field(default_factory=list)
+    idle_power_w: dict[str, float] = field(default_factory=dict)
+    sample_hz: float = 10.0
+    owners: dict[str, Owner] = field(default_factory=dict)  # domain -> owner (merged views)
+
+    def energy_at(self, t_ns: int) -> dict[str, float]:
+        """Cumulative joules per domain at t_ns, linearly interpolated between polls."""
+        return {
+            d: float(np.interp(t_ns, s.t_ns, s.joules))
+            for d, s in self.series.items()
+            if s.t_ns.size
+        }
+
+    def power_peak_w(self, t0_ns: int, t1_ns: int) -> float | None:
+        """Peak of the summed power of the total domains over [t0, t1], each domain
+        interpolated at every poll time of any domain."""
+        curves = [self.series[d] for d in self.total_domains if d in self.series]
+        curves = [(s.t_ns, s.watts) for s in curves if s.t_ns.size]
+        if not curves:
+            return None
+        times = np.unique(np.concatenate([t for t, _ in curves]))
+        times = times[(times >= t0_ns) & (times <= t1_ns)]
+        if times.size == 0:
+            return None
+        total = np.zeros(times.size)
+        for t, w in curves:
+            ok = ~np.isnan(w)
+            if ok.any():
+                total += np.interp(times, t[ok], w[ok])
+        return float(total.max())
+
+    def describe(self) -> list[tuple[SourceDescription, float | None]]:
+        return list(self.sources)
+
+    def trace_rows(self) -> list[str]:
+        """power.csv rows (without header) of every domain, in time order."""
+        rows = []
+        for domain, s in self.series.items():
+            for t, w, j in zip(s.t_ns.tolist(), s.watts.tolist(), s.joules.tolist(), strict=True):
+                watts = "" if w != w else f"{w:.4f}"
+                rows.append((t, f"{t},{domain},{watts},{j:.6f}\n"))
+        rows.sort(key=lambda r: r[0])
+        return [r for _, r in rows]
+
+
+def total_domains_of(sources: list[SourceDescription]) -> list[str]:
+    """A wall meter's domains when there is one (device meters are then its breakdown), else
+    every domain."""
+    totals = [d for s in sources if s.role == "total" for d in s.domains]
+    return totals or [d for s in sources for d in s.domains]
+
+
+def merge_views(parts: list[tuple[Owner, MeterView, int]]) -> MeterView:
+    """One view from every rank's (owner, view, offset_ns to rank 0's clock).
+
+    Domains become `node<k>/<domain>`; a node's total is its wall meter when one of its ranks
+    has one, else all device domains of all its ranks, so nothing is counted twice."""
+    series: dict[str, DomainSeries] = {}
+    sources: list[tuple[SourceDescription, float | None]] = []
+    faults: list[Fault] = []
+    idle: dict[str, float] = {}
+    owners: dict[str, Owner] = {}
+    node_sources: dict[int, list[SourceDescription]] = {}
+    for owner, view, offset_ns in sorted(parts, key=lambda p: p[0].rank):
+        prefix = f"node{owner.node_rank}/"
+        for domain, s in view.series.items():
+            if prefix + domain in series:
+                raise ValueError(f"{prefix + domain} is measured by two ranks")
+            series[prefix + domain] = DomainSeries(s.t_ns + offset_ns, s.joules, s.watts)
+            owners[prefix + domain] = owner
+        for desc, rate in view.sources:
+            details = {**desc.details, "rank": owner.rank, "node": owner.node_rank}
+            if owner.hostname:
+                details["hostname"] = owner.hostname
+            qualified = replace(desc, domains=[prefix + d for d in desc.domains], details=details)
+            sources.append((qualified, rate))
+            node_sources.setdefault(owner.node_rank, []).append(qualified)
+        faults += [
+            Fault(f.t_ns + offset_ns, f"rank{owner.rank}:{f.source}", f.cause) for f in view.faults
+        ]
+        idle.update({prefix + d: w for d, w in view.idle_power_w.items()})
+    totals = [d for node in sorted(node_sources) for d in total_domains_of(node_sources[node])]
+    sample_hz = parts[0][1].sample_hz if parts else 10.0
+    return MeterView(series, sources, totals, faults, idle, sample_hz, owners)

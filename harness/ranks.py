@@ -1,0 +1,75 @@
+"""What the runner does across ranks: agree on set-up, check meter ownership, gather measurements.
+
+Every function here is called by every rank at the same point of the run (they are collectives);
+with one process they reduce to the local answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from harness.errors import ConfigError, JoulebenchError, MeterError
+from harness.meters.meter import Meter
+from harness.meters.view import MeterView, Owner, merge_views
+from workloads.process_group import ProcessGroup
+
+
+def on_primary(group: ProcessGroup, make: Callable[[], Any]) -> Any:
+    """Rank 0 computes a value (e.g. the run directory) and every rank gets it; a user error
+    raised there is raised on every rank, so no rank waits for a value that never comes."""
+    payload = None
+    if group.is_primary:
+        try:
+            payload = ("ok", make())
+        except JoulebenchError as exc:
+            payload = ("error", type(exc).__name__, exc.problem, exc.fix)
+            if not group.distributed:
+                raise
+    payload = group.broadcast_object(payload)
+    if payload[0] == "error":
+        kinds = {cls.__name__: cls for cls in (ConfigError, MeterError, JoulebenchError)}
+        raise kinds.get(payload[1], JoulebenchError)(payload[2], payload[3])
+    return payload[1]
+
+
+def check_ownership(group: ProcessGroup, meter: Meter) -> None:
+    """No physical device is measured by two ranks of one node (e.g. two ranks told to read the
+    same GPU with meter.nvml.devices)."""
+    if not group.distributed:
+        return
+    mine = sorted(thing for s in meter.sources if s.role == "device" for thing in s.covers())
+    everyone = group.all_gather_object((group.topology.node_rank, group.topology.rank, mine))
+    seen: dict[tuple[int, str], int] = {}
+    for node, rank, things in everyone:
+        for thing in things:
+            if (node, thing) in seen:
+                raise MeterError(
+                    f"ranks {seen[(node, thing)]} and {rank} on node {node} both measure {thing}; "
+                    "its energy would be counted twice.",
+                    "leave meter.nvml.devices unset so each rank meters only its own GPU.",
+                )
+            seen[(node, thing)] = rank
+
+
+def owner_of(group: ProcessGroup, devices: list[str]) -> Owner:
+    t = group.topology
+    return Owner(t.rank, t.local_rank, t.node_rank, t.hostname, devices)
+
+
+def gather_view(
+    group: ProcessGroup, meter: Meter, owner: Owner, edge_ns: int
+) -> tuple[MeterView, list[Owner], list[int]] | None:
+    """On rank 0: every rank's measurements merged onto rank 0's clock, with the owners and the
+    clock offsets; None on other ranks. `edge_ns` is this rank's time of the same
+    barrier-aligned edge (run_start), which ties the clocks together."""
+    view = meter.view()
+    if not group.distributed:
+        return view, [owner], [0]
+    parts = group.gather_object((owner, view, edge_ns))
+    if parts is None:
+        return None
+    ref = parts[0][2]
+    offsets = [ref - edge for _, _, edge in parts]
+    merged = merge_views([(o, v, off) for (o, v, _), off in zip(parts, offsets, strict=True)])
+    return merged, [o for o, _, _ in parts], offsets
