@@ -78,9 +78,23 @@ def _summary(outcome) -> str:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from harness.cluster import hydra_overrides
     from harness.config import compose_config, expand_sweeps, to_yaml
     from harness.errors import ConfigError
 
+    cluster = hydra_overrides(args.overrides)
+    if cluster:  # a Hydra launcher (SLURM): check every job here, then hand the sweep to Hydra
+        plain = [o for o in args.overrides if o not in cluster]
+        for job in expand_sweeps(plain):
+            compose_config(job)
+        if not args.multirun:
+            raise ConfigError(
+                f"{' '.join(cluster)} configures Hydra's launcher, which runs sweeps.",
+                f"add -m: `joulebench run -m {' '.join(args.overrides)}`.",
+            )
+        from harness.cluster import run_with_hydra
+
+        return run_with_hydra(args.overrides, multirun=True)
     jobs = expand_sweeps(args.overrides)
     if len(jobs) > 1 and not args.multirun:
         raise ConfigError(
@@ -92,6 +106,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         for _obj, dict_cfg in composed:
             print(to_yaml(dict_cfg))
         return 0
+    from harness.launch import inside_launch, spawn_torchrun
+
+    if not inside_launch() and any(obj.launcher.name == "torchrun" for obj, _ in composed):
+        worst = 0
+        for i, (obj, _) in enumerate(composed):
+            code = spawn_torchrun(obj.launcher, jobs[i])
+            if code == 130:
+                return 130
+            worst = max(worst, code)
+        return worst
     from harness.runner import run_benchmark
 
     worst = 0
@@ -102,10 +126,11 @@ def cmd_run(args: argparse.Namespace) -> int:
                 flush=True,
             )
         outcome = run_benchmark(obj, dict_cfg)
-        print(_summary(outcome), flush=True)
-        if outcome.result.status == "aborted":
+        if outcome.result is not None:  # rank 0 (or the only process) reports
+            print(_summary(outcome), flush=True)
+        if outcome.status == "aborted":
             return 130
-        if outcome.result.status != "success":
+        if outcome.status != "success":
             worst = 1
     return worst
 
@@ -175,14 +200,16 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    from harness.launch import report_exit
+
     try:
-        return args.func(args)
+        return report_exit(args.func(args))
     except JoulebenchError as exc:
         print(f"joulebench: {exc.one_line()}", file=sys.stderr)
-        return exc.exit_code
+        return report_exit(exc.exit_code)
     except KeyboardInterrupt:
         print("joulebench: interrupted.", file=sys.stderr)
-        return 130
+        return report_exit(130)
 
 
 if __name__ == "__main__":

@@ -35,6 +35,10 @@ class ModelConfig:
     # Switch MoE (kind=moe); rules and sources in workloads/moe_rules.py
     n_experts: int = 8
     moe_every: int = 2  # every other FFN is a MoE layer
+    # Tokens are routed in this many equal groups of whole sequences (GShard/Switch groups):
+    # capacity and load-balancing loss are per group. A benchmark property, so results do not
+    # depend on the device count; a data- or expert-parallel world size must divide it.
+    routing_groups: int = 1
     capacity_factor_train: float = 1.25
     capacity_factor_eval: float = 2.0
     aux_loss_coef: float = 0.01
@@ -210,11 +214,26 @@ class CarbonConfig:
 
 
 @dataclass
+class LauncherConfig:
+    # local: run in this process (or in the processes torchrun/SLURM already started);
+    # torchrun: spawn `torch.distributed.run` with the fields below, each rank running this config
+    name: str = "local"
+    nproc_per_node: int = 1  # ranks (GPUs) per node
+    nnodes: str = "1"  # "2", or "1:4" for an elastic range
+    node_rank: int | None = None  # with a static rendezvous; None lets c10d assign it
+    rdzv_backend: str = "c10d"
+    rdzv_endpoint: str | None = None  # host:port on node 0; None with nnodes=1 means --standalone
+    rdzv_id: str = "joulebench"
+    max_restarts: int = 0  # a restarted rank would start a new run: keep 0 for benchmarks
+
+
+@dataclass
 class JoulebenchConfig:
     benchmark: BenchmarkConfig = MISSING
     framework: FrameworkConfig = MISSING
     meter: MeterConfig = MISSING
     carbon: CarbonConfig = MISSING
+    launcher: LauncherConfig = MISSING
     seed: int = 0
     output_dir: str = "results/runs"  # runs go to <output_dir>/<benchmark>/<framework>/<ts>-<id>
     run_dir: str | None = None  # exact run directory, overriding the layout above

@@ -62,6 +62,13 @@ def validate(cfg: JoulebenchConfig) -> None:
             "use e.g. 8 experts",
         )
         _require(
+            m.routing_groups >= 1 and b.global_batch % m.routing_groups == 0,
+            "benchmark.model.routing_groups",
+            m.routing_groups,
+            f"must be >= 1 and divide global_batch={b.global_batch} (groups are whole sequences)",
+            "use a divisor of the global batch, e.g. 8",
+        )
+        _require(
             1 <= m.moe_every <= m.n_layers,
             "benchmark.model.moe_every",
             m.moe_every,
@@ -294,3 +301,37 @@ def validate(cfg: JoulebenchConfig) -> None:
         "is unknown",
         "use auto, on or off",
     )
+    _check_launcher(cfg)
+
+
+def _check_launcher(cfg: JoulebenchConfig) -> None:
+    lc = cfg.launcher
+    _require(
+        lc.name in ("local", "torchrun"),
+        "launcher",
+        lc.name,
+        "is unknown",
+        "use launcher=local or launcher=torchrun (SLURM sweeps: hydra/launcher=submitit_slurm)",
+    )
+    _require(
+        lc.nproc_per_node >= 1,
+        "launcher.nproc_per_node",
+        lc.nproc_per_node,
+        "must be >= 1",
+        "use the number of GPUs per node",
+    )
+    if lc.name == "torchrun":
+        _require(
+            cfg.framework.name == "torch",
+            "launcher",
+            lc.name,
+            f"launches torch ranks, not framework={cfg.framework.name}",
+            "for JAX start one process per host with framework.distributed.enabled=true",
+        )
+        _require(
+            lc.nnodes == "1" or bool(lc.rdzv_endpoint),
+            "launcher.nnodes",
+            lc.nnodes,
+            "needs a rendezvous endpoint when more than one node joins",
+            "set launcher.rdzv_endpoint=<node0 host>:29500 on every node",
+        )

@@ -6,10 +6,19 @@
 
 Window edges only read the clock: the meter's sampler thread does the hardware reads, and
 energy at an edge is interpolated from its counter series afterwards.
+
+Multi-process runs (torchrun, SLURM, jax.distributed): every rank runs this loop and meters
+what it owns (harness/meters/factory.py). Edges (warm-up, run_start, every window edge) follow a
+barrier at the same step, so all ranks stamp the same moment; stop requests and meter faults
+are agreed there too. Rank 0 gathers every rank's measurements (harness/ranks.py), writes the
+one result, mllog and merged power.csv; each rank streams its own trace to
+`.ranks/power.rank<k>.csv` meanwhile, so a crash loses no measurement.
 """
 
 from __future__ import annotations
 
+import contextlib
+import shutil
 import signal
 import threading
 import uuid
@@ -21,20 +30,24 @@ from omegaconf import OmegaConf
 from harness.config import JoulebenchConfig
 from harness.errors import ConfigError
 from harness.meters.factory import build_meter
+from harness.meters.meter import TRACE_HEADER
 from harness.progress import Progress
-from harness.results.assemble import assemble_result
+from harness.ranks import check_ownership, gather_view, on_primary, owner_of
+from harness.results.assemble import RankLayout, assemble_result
 from harness.results.mllog import INTERVAL_END, INTERVAL_START, MLLogger
 from harness.results.schema import Result, to_json_dict
 from harness.results.writer import atomic_write_json, atomic_write_text, sha256_text
 from harness.system import code_version, collect_system
 from harness.timeline import EvalPoint, Timeline, Window
 from workloads.build import build_workload
+from workloads.process_group import ProcessGroup
 
 
 @dataclass
 class RunOutcome:
     run_dir: Path
-    result: Result
+    result: Result | None  # None on ranks other than 0: rank 0 writes the one result
+    status: str = ""
 
 
 class StopRequest:
@@ -92,17 +105,42 @@ class Runner:
         self.config_yaml = OmegaConf.to_yaml(dict_cfg, resolve=True, sort_keys=False)
         self.config_dict = OmegaConf.to_container(dict_cfg, resolve=True)
         self.tl = Timeline.begin()
-        self.run_id = uuid.uuid4().hex[:12]
         # Build what can fail on bad input before anything is written.
         self.workload = build_workload(cfg.benchmark, cfg.framework, cfg.seed)
-        self.meter = build_meter(cfg.meter, self.workload.info)
-        self.run_dir = make_run_dir(cfg, self.tl, self.run_id)
+        self.group: ProcessGroup = getattr(self.workload, "group", None) or ProcessGroup()
+        topo = self.group.topology
+        self.meter = build_meter(cfg.meter, self.workload.info, topo)
+        try:
+            self._set_up(cfg, topo)
+        except BaseException:
+            self.meter.release()
+            raise
+
+    def _set_up(self, cfg: JoulebenchConfig, topo) -> None:
+        """Everything after the meter is built that can still fail before the run starts."""
+        check_ownership(self.group, self.meter)
+        self.run_id = self.group.broadcast_object(uuid.uuid4().hex[:12])
+        self.run_dir = Path(
+            on_primary(self.group, lambda: str(make_run_dir(cfg, self.tl, self.run_id)))
+        )
+        self.rank_dir = self.run_dir / ".ranks"  # per-rank trace streams (multi-process)
+        if self.group.distributed:
+            self.rank_dir.mkdir(parents=True, exist_ok=True)  # other nodes: their own disk
+        info = self.workload.info
+        self.owner = owner_of(
+            self.group,
+            [f"{info.device_kind}:{i}" for i in info.extra.get("cuda_device_indices", [])]
+            or [info.device_kind],
+        )
+        self.layout = (
+            RankLayout([], [], topo.launcher, topo.backend, topo.local_world_size)
+            if self.group.distributed
+            else None
+        )
         self.code, self.system = (
             code_version(),
             collect_system(
-                self.workload.info.device_kind,
-                self.workload.info.device_name,
-                self.workload.info.device_count,
+                info.device_kind, info.device_name, info.device_count, world_size=topo.world_size
             ),
         )
         self.warnings: list[str] = []
@@ -110,7 +148,31 @@ class Runner:
         self.status = "running"
 
     # -- result files ----------------------------------------------------------------------
-    def _result(self, final: bool) -> Result:
+    def _result(self, final: bool, local_only: bool = False) -> Result | None:
+        """The result (rank 0; None elsewhere). A collective in a multi-process run unless
+        `local_only`: after a failure rank 0 writes what it measured itself."""
+        edge = self.tl.run_start_ns or self.tl.init_start_ns
+        if local_only and not self.group.is_primary:
+            return None
+        if local_only:
+            gathered = (self.meter.view(), [self.owner], [0])
+        else:
+            gathered = gather_view(self.group, self.meter, self.owner, edge)
+        if gathered is None:
+            return None
+        view, owners, offsets = gathered
+        layout = None
+        if self.layout is not None and not local_only:
+            layout = RankLayout(
+                owners,
+                offsets,
+                self.layout.launcher,
+                self.layout.backend,
+                self.layout.ranks_per_node,
+            )
+            if final:
+                lines = view.trace_rows()
+                atomic_write_text(self.run_dir / "power.csv", TRACE_HEADER + "".join(lines))
         return assemble_result(
             cfg=self.cfg,
             config_dict=self.config_dict,
@@ -118,7 +180,7 @@ class Runner:
             run_id=self.run_id,
             status=self.status,
             tl=self.tl,
-            meter=self.meter,
+            meter=view,
             info=self.workload.info,
             code=self.code,
             system=self.system,
@@ -127,37 +189,49 @@ class Runner:
             warnings=self.warnings,
             error=self.error,
             peak_memory_bytes=self.workload.peak_memory_bytes(),
+            layout=layout,
         )
 
-    def _write_result(self, final: bool) -> Result:
-        result = self._result(final)
-        atomic_write_json(self.run_dir / "result.json", to_json_dict(result))
+    def _write_result(self, final: bool, local_only: bool = False) -> Result | None:
+        result = self._result(final, local_only)
+        if result is not None:
+            atomic_write_json(self.run_dir / "result.json", to_json_dict(result))
         return result
+
+    def _trace_path(self) -> Path:
+        if not self.group.distributed:
+            return self.run_dir / "power.csv"
+        return self.rank_dir / f"power.rank{self.group.topology.rank}.csv"
 
     # -- the run ---------------------------------------------------------------------------
     def run(self) -> RunOutcome:
-        cfg, tl = self.cfg, self.tl
-        atomic_write_text(self.run_dir / "config.yaml", self.config_yaml)
+        cfg, tl, primary = self.cfg, self.tl, self.group.is_primary
+        if primary:
+            atomic_write_text(self.run_dir / "config.yaml", self.config_yaml)
         mllog = MLLogger(
-            self.run_dir / "mllog.txt", tl.anchor_utc.timestamp() * 1000.0, tl.anchor_ns
+            self.run_dir / "mllog.txt" if primary else None,
+            tl.anchor_utc.timestamp() * 1000.0,
+            tl.anchor_ns,
         )
-        progress = Progress(cfg.progress)
-        aborted = False
+        progress = Progress(cfg.progress if primary else "off")
+        aborted, broken = False, False
         with StopRequest() as stop:
             try:
                 self._log_header(mllog)
-                self.meter.start(self.run_dir / "power.csv")
+                self.meter.start(self._trace_path())
                 aborted = self._train(mllog, progress, stop)
             except KeyboardInterrupt:
-                aborted = True
+                aborted = broken = True
             except BaseException as exc:
-                aborted = True
+                aborted = broken = True
                 self.error = f"{type(exc).__name__}: {exc}"
                 raise
             finally:
                 progress.close()
-                self._finish(mllog, aborted)
-        return RunOutcome(self.run_dir, self._result_cache)
+                # after a failure other ranks may be gone: no collectives, keep local traces
+                self._finish(mllog, aborted, local_only=broken and self.group.distributed)
+                self.group.close()
+        return RunOutcome(self.run_dir, self._result_cache, self.status)
 
     def _log_header(self, mllog: MLLogger) -> None:
         bench, t = self.cfg.benchmark, self.tl.init_start_ns
@@ -171,13 +245,17 @@ class Runner:
     def _train(self, mllog: MLLogger, progress: Progress, stop: StopRequest) -> bool:
         """The timed loop. Returns True when it ended early on a stop request."""
         bench, tl, wl = self.cfg.benchmark, self.tl, self.workload
+        group = self.group
         if self.cfg.meter.idle_seconds > 0:
             wl.sync()
+            group.barrier()
             idle = self.meter.measure_idle(self.cfg.meter.idle_seconds)
             mllog.event("idle_power", idle, Timeline.now(), metadata={"unit": "W"})
+        group.barrier()
         tl.warmup_start_ns = Timeline.now()
         wl.warmup(bench.warmup_steps)
         wl.sync()
+        group.barrier()
         tl.warmup_stop_ns = tl.run_start_ns = Timeline.now()
         mllog.event("init_stop", None, tl.run_start_ns, INTERVAL_END)
         mllog.event("run_start", None, tl.run_start_ns, INTERVAL_START)
@@ -192,9 +270,11 @@ class Runner:
             for _ in range(min(bench.window_steps, bench.max_steps - step)):
                 handles.append(wl.train_step(wl.next_batch()))
                 step += 1
-                if stop.requested:
+                if stop.requested and not group.distributed:  # ranks stop together, at an edge
                     break
             wl.sync()
+            faulted = bool(self.meter.faults) and self.cfg.meter.on_error == "stop"
+            stop_now, fault_stop = group.any(stop.requested, faulted)  # also the edge's barrier
             now = Timeline.now()
             window = self._close_window(first, t0, now, wl.read_step_stats(handles), mllog)
             tl.steps = step
@@ -205,9 +285,9 @@ class Runner:
                 self.meter.latest_watts(),
                 self.meter.latest_joules(),
             )
-            if stop.requested:
+            if stop_now:
                 return True
-            if self.meter.faults and self.cfg.meter.on_error == "stop":
+            if fault_stop:
                 return False
             eval_due = step % bench.eval_every_steps == 0 or step == bench.max_steps
             if eval_due and self._evaluate(step, mllog, progress):
@@ -260,14 +340,17 @@ class Runner:
         self._write_result(final=False)
         return reached
 
-    def _finish(self, mllog: MLLogger, aborted: bool) -> None:
+    def _finish(self, mllog: MLLogger, aborted: bool, local_only: bool = False) -> None:
         tl = self.tl
         if tl.run_start_ns is not None:
             tl.run_stop_ns = Timeline.now()
         reached = tl.first_target_eval() is not None
+        faults = bool(self.meter.faults)
+        if not local_only:
+            (faults,) = self.group.any(faults)
         if aborted:
             self.status = "aborted"
-        elif self.meter.faults:
+        elif faults:
             self.status = "meter_error"
         else:
             self.status = "success" if reached else "target_not_reached"
@@ -281,7 +364,14 @@ class Runner:
             )
         mllog.close()
         self.meter.stop()
-        self._result_cache = self._write_result(final=True)
+        self._result_cache = self._write_result(final=True, local_only=local_only)
+        if self.group.distributed and not local_only:
+            # merged into power.csv on rank 0: drop this rank's stream, then the folder
+            self._trace_path().unlink(missing_ok=True)
+            self.group.barrier()
+            if self.group.is_primary:
+                with contextlib.suppress(OSError):
+                    shutil.rmtree(self.rank_dir)
 
 
 def run_benchmark(cfg: JoulebenchConfig, dict_cfg) -> RunOutcome:

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 from pathlib import Path
 
 from harness.carbon import compute_carbon
-from harness.meters.meter import Meter
+from harness.meters.view import MeterView, Owner
 from harness.metrics import compute_metrics
 from harness.results.schema import (
     SCHEMA_VERSION,
     CodeVersion,
+    DistributedRecord,
     MeterFaultRecord,
     MeterSourceRecord,
+    NodeRecord,
+    RankRecord,
     Result,
     SystemInfo,
     Timing,
@@ -47,11 +51,11 @@ def _timing(tl: Timeline, warmup_steps: int) -> Timing:
     )
 
 
-def _carbon_trace(meter: Meter, tl: Timeline, start_ns: int, stop_ns: int):
+def _carbon_trace(meter: MeterView, tl: Timeline, start_ns: int, stop_ns: int):
     """(UTC seconds, cumulative system joules) at every poll inside the run, for time-resolved CO2e."""
     import numpy as np
 
-    curves = [meter.series[d].arrays() for d in meter.total_domains]
+    curves = [(meter.series[d].t_ns, meter.series[d].joules) for d in meter.total_domains]
     curves = [(t, j) for t, j in curves if t.size]
     times = np.unique(np.concatenate([[start_ns, stop_ns], *(t for t, _ in curves)]))
     times = times[(times >= start_ns) & (times <= stop_ns)]
@@ -59,7 +63,7 @@ def _carbon_trace(meter: Meter, tl: Timeline, start_ns: int, stop_ns: int):
     return tl.anchor_utc.timestamp() + (times - tl.anchor_ns) / 1e9, cumulative
 
 
-def _meter_records(meter: Meter) -> list[MeterSourceRecord]:
+def _meter_records(meter: MeterView) -> list[MeterSourceRecord]:
     return [
         MeterSourceRecord(
             name=d.name,
@@ -76,6 +80,48 @@ def _meter_records(meter: Meter) -> list[MeterSourceRecord]:
     ]
 
 
+@dataclass
+class RankLayout:
+    """How a multi-process run was spread: who measured what (harness/ranks.py)."""
+
+    owners: list[Owner]
+    clock_offsets_ns: list[int]
+    launcher: str
+    backend: str
+    ranks_per_node: int
+
+
+def _distributed(layout: RankLayout, meter: MeterView, by_domain: dict[str, float] | None):
+    def energy(domains: list[str]) -> float | None:
+        return None if by_domain is None else sum(by_domain.get(d, 0.0) for d in domains)
+
+    ranks = []
+    for o in layout.owners:
+        domains = [d for d, owner in meter.owners.items() if owner.rank == o.rank]
+        ranks.append(
+            RankRecord(
+                o.rank, o.local_rank, o.node_rank, o.hostname, o.devices, domains, energy(domains)
+            )
+        )
+    nodes = []
+    for node in sorted({o.node_rank for o in layout.owners}):
+        members = [o for o in layout.owners if o.node_rank == node]
+        totals = [d for d in meter.total_domains if d.startswith(f"node{node}/")]
+        nodes.append(
+            NodeRecord(node, members[0].hostname, [o.rank for o in members], totals, energy(totals))
+        )
+    return DistributedRecord(
+        launcher=layout.launcher,
+        backend=layout.backend,
+        world_size=len(layout.owners),
+        nnodes=len(nodes),
+        ranks_per_node=layout.ranks_per_node,
+        clock_offsets_ns=layout.clock_offsets_ns,
+        ranks=ranks,
+        nodes=nodes,
+    )
+
+
 def assemble_result(
     *,
     cfg,
@@ -84,7 +130,7 @@ def assemble_result(
     run_id: str,
     status: str,
     tl: Timeline,
-    meter: Meter,
+    meter: MeterView,
     info: WorkloadInfo,
     code: CodeVersion,
     system: SystemInfo,
@@ -93,6 +139,7 @@ def assemble_result(
     warnings: list[str],
     error: str | None,
     peak_memory_bytes: int | None = None,
+    layout: RankLayout | None = None,
 ) -> Result:
     """Build the Result. `final` adds file hashes (only meaningful once the files are closed)."""
     bench = cfg.benchmark
@@ -169,4 +216,7 @@ def assemble_result(
         warnings=all_warnings,
         meter_faults=[MeterFaultRecord(f.t_ns, f.source, f.cause) for f in meter.faults],
         error=error,
+        distributed=None
+        if layout is None
+        else _distributed(layout, meter, metrics.energy_by_domain_j if metrics else None),
     )

@@ -19,8 +19,11 @@ PREFIX = ":::MLLOG "
 
 
 class MLLogger:
-    def __init__(self, path: Path, anchor_utc_ms: float, anchor_ns: int):
-        self._f = open(path, "a", encoding="utf-8", buffering=1)  # noqa: SIM115 - line-buffered log
+    def __init__(self, path: Path | None, anchor_utc_ms: float, anchor_ns: int):
+        """`path` None logs nothing (the ranks other than 0 of a multi-process run)."""
+        self._f = (
+            None if path is None else open(path, "a", encoding="utf-8", buffering=1)  # noqa: SIM115
+        )
         self._anchor_ms, self._anchor_ns = anchor_utc_ms, anchor_ns
 
     def time_ms(self, t_ns: int) -> int:
@@ -34,6 +37,8 @@ class MLLogger:
         event_type: str = POINT_IN_TIME,
         metadata: dict[str, Any] | None = None,
     ) -> None:
+        if self._f is None:
+            return
         if isinstance(value, float) and not math.isfinite(value):
             value = None
         record = {
@@ -47,7 +52,8 @@ class MLLogger:
         self._f.write(PREFIX + json.dumps(record, allow_nan=False) + "\n")
 
     def close(self) -> None:
-        self._f.close()
+        if self._f is not None:
+            self._f.close()
 
 
 def parse_mllog(text: str) -> list[dict[str, Any]]:

@@ -203,6 +203,38 @@ class Carbon:
 
 
 @dataclass
+class RankRecord:
+    rank: int
+    local_rank: int
+    node_rank: int
+    hostname: str
+    devices: list[str]  # accelerators this rank trained on
+    domains: list[str]  # meter domains this rank owned (node-level ones on local rank 0)
+    energy_j: float | None  # sum of its domains over the timed run
+
+
+@dataclass
+class NodeRecord:
+    node_rank: int
+    hostname: str
+    ranks: list[int]
+    total_domains: list[str]  # the node's wall meter, else all its device domains
+    energy_j: float | None
+
+
+@dataclass
+class DistributedRecord:
+    launcher: str  # torchrun | jax.distributed | slurm ...
+    backend: str  # nccl | gloo | jax
+    world_size: int
+    nnodes: int
+    ranks_per_node: int
+    clock_offsets_ns: list[int]  # per rank: added to its times to put them on rank 0's clock
+    ranks: list[RankRecord]
+    nodes: list[NodeRecord]
+
+
+@dataclass
 class Result:
     schema_version: str
     run_id: str
@@ -228,6 +260,7 @@ class Result:
     warnings: list[str] = field(default_factory=list)
     meter_faults: list[MeterFaultRecord] = field(default_factory=list)
     error: str | None = None
+    distributed: DistributedRecord | None = None  # multi-process runs: who measured what
 
 
 def to_json_dict(result: Result) -> dict[str, Any]:

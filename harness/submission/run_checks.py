@@ -17,6 +17,13 @@ from harness.submission.findings import ACCEPTED_STATUS, RUN_FILES, Run, close_e
 from harness.submission.ruleset import Ruleset
 
 
+def total_domains(result: dict) -> list[str]:
+    """The domains summed for a run's total: each node's wall meter, else its device meters."""
+    if result.get("distributed"):
+        return [x for n in result["distributed"]["nodes"] for x in n["total_domains"]]
+    return [d for s in result["meters"] if s["role"] == "total" for d in s["domains"]]
+
+
 class RunChecks:
     """Checks one run against the ruleset, reporting through `add(rule, file, message)`."""
 
@@ -62,6 +69,33 @@ class RunChecks:
             self._check_energy(run, result, trace)
         self._check_carbon(run, result)
         self._check_target_and_log(run, folder, result)
+        if result.get("distributed") is not None:
+            self._check_distributed(run, result)
+
+    def _check_distributed(self, run: Run, result: dict) -> None:
+        """A multi-process run: every domain has one owner, nodes add up to the total."""
+        rel, tol, d = f"{run.rel}/result.json", self.rules.energy_tolerance, result["distributed"]
+        metered = [x for s in result["meters"] for x in s["domains"]]
+        owned = [x for r in d["ranks"] for x in r["domains"]]
+        if sorted(owned) != sorted(metered) or len(set(owned)) != len(owned):
+            self.add(
+                "DIST-001",
+                rel,
+                "the ranks' domains do not match the meters' one to one; "
+                "a device is unowned or counted twice.",
+            )
+        sizes = {d["world_size"], len(d["ranks"]), result["system"]["world_size"]}
+        if len(sizes) != 1:
+            self.add("DIST-002", rel, f"world size disagrees between fields: {sorted(sizes)}.")
+        m = result["metrics"]
+        node_sum = sum(n["energy_j"] or 0.0 for n in d["nodes"])
+        if m is not None and not close_enough(m["energy_total_j"], node_sum, tol):
+            self.add(
+                "DIST-003",
+                rel,
+                f"the nodes' energies add up to {node_sum:.6g} J, not the total "
+                f"{m['energy_total_j']:.6g} J.",
+            )
 
     def _check_hashes(self, run: Run, folder: Path, result: dict) -> None:
         config = folder / "config.yaml"
@@ -167,9 +201,7 @@ class RunChecks:
 
     def _check_energy(self, run: Run, result: dict, trace: TraceCurve) -> None:
         rel, tol, m = f"{run.rel}/result.json", self.rules.energy_tolerance, result["metrics"]
-        totals = [
-            d for s in result["meters"] if s["role"] == "total" for d in s["domains"]
-        ] or list(trace.domains)
+        totals = total_domains(result) or list(trace.domains)
         start, stop = result["timing"]["run_start_ns"], result["timing"]["run_stop_ns"]
 
         def total(t0: int, t1: int) -> float:

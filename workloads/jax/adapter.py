@@ -22,6 +22,8 @@ from workloads.base import WorkloadInfo, model_facts, step_stats_from_rows
 from workloads.data import Batch, build_token_source
 from workloads.flops import peak_flops_per_s
 from workloads.jax import model as jm
+from workloads.jax.distributed import JaxGroup, initialize
+from workloads.process_group import ProcessGroup
 
 
 def lr_schedule(optim, max_steps: int):
@@ -41,15 +43,6 @@ def lr_schedule(optim, max_steps: int):
         return jnp.where(step < optim.lr_warmup_steps, warm, decayed)
 
     return schedule
-
-
-def _init_distributed(dist) -> None:
-    if dist.enabled:
-        jax.distributed.initialize(
-            coordinator_address=dist.coordinator_address,
-            num_processes=dist.num_processes,
-            process_id=dist.process_id,
-        )
 
 
 def _pick_devices(framework) -> list:
@@ -73,7 +66,8 @@ def _pick_devices(framework) -> list:
 
 class JaxWorkload:
     def __init__(self, bench, framework, seed: int):
-        _init_distributed(framework.distributed)
+        topology = initialize(framework.distributed)
+        self.group = JaxGroup(topology) if topology else ProcessGroup()
         self.bench, self.seed = bench, seed
         m = bench.model
         devices = _pick_devices(framework)
@@ -111,12 +105,17 @@ class JaxWorkload:
         self.optimizer = (
             optax.chain(optax.clip_by_global_norm(o.grad_clip), adamw) if o.grad_clip > 0 else adamw
         )
-        params = jax.device_put(
-            jm.init_params(m, jax.random.PRNGKey(seed)), self._param_shardings(m)
-        )
+        # initialised inside jit straight into their shardings: works across processes too
+        params = jax.jit(
+            lambda: jm.init_params(m, jax.random.PRNGKey(seed)),
+            out_shardings=self._param_shardings(m),
+        )()
         self.state = (params, jax.jit(self.optimizer.init)(params), jax.random.PRNGKey(seed + 1))
         self._initial_state = None
-        expert_sharding = NamedSharding(self.mesh, P("expert", None, None))
+        # the dispatched (G, E, C, D) buffer: groups along the data axis, experts along the
+        # expert axis, so XLA exchanges tokens between the two with an all-to-all
+        group_axis = "data" if m.routing_groups % framework.mesh.data == 0 else None
+        expert_sharding = NamedSharding(self.mesh, P(group_axis, "expert", None, None))
 
         def loss_fn(params, x_BT, y_BT, key, training):
             logits, moe_stats = jm.forward(
@@ -210,10 +209,14 @@ class JaxWorkload:
         )
 
     def _put(self, batch: Batch) -> tuple[jax.Array, jax.Array]:
-        return (
-            jax.device_put(batch.inputs_BT.astype(np.int32), self.batch_sharding),
-            jax.device_put(batch.targets_BT.astype(np.int32), self.batch_sharding),
-        )
+        """The global batch as a sharded array; each process fills only its own devices' rows
+        (every process draws the same global batch from the same seed)."""
+
+        def put(rows: np.ndarray) -> jax.Array:
+            rows = rows.astype(np.int32)
+            return jax.make_array_from_callback(rows.shape, self.batch_sharding, lambda i: rows[i])
+
+        return put(batch.inputs_BT), put(batch.targets_BT)
 
     def next_batch(self) -> Batch:
         return self.data.train_batch(self.bench.global_batch, self.rng)
@@ -239,7 +242,7 @@ class JaxWorkload:
         return float(total) / len(self.eval_batches)
 
     def peak_memory_bytes(self) -> int | None:
-        stats = self.mesh.devices.flat[0].memory_stats() if self.platform != "cpu" else None
+        stats = jax.local_devices()[0].memory_stats() if self.platform != "cpu" else None
         return int(stats["peak_bytes_in_use"]) if stats and "peak_bytes_in_use" in stats else None
 
     def warmup(self, steps: int) -> None:

@@ -17,10 +17,14 @@ from harness.errors import WorkloadError
 from workloads.base import WorkloadInfo, model_facts, step_stats_from_rows
 from workloads.data import Batch, build_token_source
 from workloads.flops import peak_flops_per_s
+from workloads.process_group import ProcessGroup
+from workloads.torch import parallel
 from workloads.torch.model import Transformer, lm_loss, training_loss
 
 
-def _pick_device(requested: str) -> torch.device:
+def _pick_device(requested: str, local_rank: int | None = None) -> torch.device:
+    if local_rank is not None and requested in ("auto", "cuda") and torch.cuda.is_available():
+        return torch.device("cuda", local_rank)  # one GPU per rank under torchrun
     if requested == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if requested.startswith("cuda") and not torch.cuda.is_available():
@@ -45,8 +49,14 @@ def lr_at(step: int, optim, max_steps: int) -> float:
 class TorchWorkload:
     def __init__(self, bench, framework, seed: int):
         self.bench, self.seed = bench, seed
-        self.device = _pick_device(framework.device)
+        topology = parallel.env_topology()
+        self.device = _pick_device(framework.device, topology and topology.local_rank)
         on_gpu = self.device.type == "cuda"
+        if on_gpu:
+            torch.cuda.set_device(self.device)
+        self.group = parallel.TorchGroup(topology) if topology else ProcessGroup()
+        self.world_size, self.rank = self.group.topology.world_size, self.group.topology.rank
+        parallel.check_divisible(bench, self.world_size)
         if framework.threads:
             torch.set_num_threads(framework.threads)
         self.precision = (
@@ -58,13 +68,19 @@ class TorchWorkload:
         self.rng = np.random.default_rng([seed, bench.data.seed])
         self.eval_batches = self.data.eval_set(bench.global_batch, bench.eval_batches)
 
-        torch.manual_seed(seed)
+        torch.manual_seed(seed)  # every rank builds the full model: the same weights as one process
         self.model = Transformer(bench.model).to(self.device)
+        self.sharded: list[str] = []  # expert shards (expert parallel MoE)
+        module = self.model
+        if self.group.distributed:
+            if bench.model.kind == "moe":
+                self.sharded = parallel.shard_experts(self.model, self.group.topology)
+            module = parallel.wrap_ddp(self.model, self.device, self.sharded)
         if on_gpu:
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
         self.compiled = framework.compile == "on" or (framework.compile == "auto" and on_gpu)
-        self.forward = torch.compile(self.model) if self.compiled else self.model
+        self.forward = torch.compile(module) if self.compiled else module
         self.optimizer = self._make_optimizer()
         self.step_index = 0
         self.info = self._info()
@@ -82,9 +98,20 @@ class TorchWorkload:
         )
 
     def _info(self) -> WorkloadInfo:
-        facts = model_facts(self.bench, sum(p.numel() for p in self.model.parameters()))
+        local = sum(p.numel() for p in self.model.parameters())
+        shards = dict(self.model.named_parameters())
+        full = local + (self.world_size - 1) * sum(shards[n].numel() for n in self.sharded)
+        facts = model_facts(self.bench, full)
         on_gpu = self.device.type == "cuda"
         name = torch.cuda.get_device_name(self.device) if on_gpu else _cpu_name()
+        peak = peak_flops_per_s(name) if on_gpu else None
+        extra = {"cuda_device_indices": [self.device.index or 0]} if on_gpu else {}
+        if self.group.distributed:
+            extra.update(
+                world_size=self.world_size,
+                data_parallel="DDP",
+                expert_parallel=self.world_size if self.sharded else 1,
+            )
         return WorkloadInfo(
             framework="torch",
             framework_version=torch.__version__,
@@ -93,10 +120,10 @@ class TorchWorkload:
             compiled=self.compiled,
             device_kind="gpu" if on_gpu else "cpu",
             device_name=name,
-            device_count=1,
-            peak_flops_per_s=peak_flops_per_s(name) if on_gpu else None,
+            device_count=self.world_size,  # one device per rank
+            peak_flops_per_s=peak * self.world_size if peak else None,
             loss_floor_nats=self.data.entropy_floor_nats,
-            extra={"cuda_device_indices": [self.device.index or 0]} if on_gpu else {},
+            extra=extra,
         )
 
     def _autocast(self):
@@ -105,8 +132,11 @@ class TorchWorkload:
         return contextlib.nullcontext()
 
     def _to_device(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """This rank's contiguous slice of the global batch, on the device."""
         pin = self.device.type == "cuda"
-        x, y = torch.from_numpy(batch.inputs_BT), torch.from_numpy(batch.targets_BT)
+        b = batch.inputs_BT.shape[0] // self.world_size
+        rows = slice(self.rank * b, (self.rank + 1) * b)
+        x, y = torch.from_numpy(batch.inputs_BT[rows]), torch.from_numpy(batch.targets_BT[rows])
         if pin:
             x, y = x.pin_memory(), y.pin_memory()
         return x.to(self.device, non_blocking=pin), y.to(self.device, non_blocking=pin)
@@ -122,7 +152,11 @@ class TorchWorkload:
             logits_BTV, moe_stats = self.forward(x_BT)
             loss, stats = training_loss(logits_BTV, y_BT, moe_stats)
         loss.backward()
-        if self.bench.optim.grad_clip > 0:
+        if self.group.distributed:
+            parallel.finish_gradients(
+                self.model, self.sharded, self.world_size, self.bench.optim.grad_clip
+            )
+        elif self.bench.optim.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(
                 self.model.parameters(), self.bench.optim.grad_clip, foreach=True
             )
@@ -136,8 +170,14 @@ class TorchWorkload:
             torch.cuda.synchronize(self.device)
 
     def read_step_stats(self, handles: list[torch.Tensor]) -> list[dict]:
-        """Per-step statistics from train_step handles, in one device-to-host copy."""
-        return step_stats_from_rows(torch.stack(handles).float().cpu().tolist()) if handles else []
+        """Per-step statistics from train_step handles (averaged over ranks), in one device-to-host copy."""
+        if not handles:
+            return []
+        stats = torch.stack(handles).float()
+        if self.group.distributed:
+            torch.distributed.all_reduce(stats)
+            stats /= self.world_size
+        return step_stats_from_rows(stats.cpu().tolist())
 
     def peak_memory_bytes(self) -> int | None:
         if self.device.type != "cuda":
@@ -154,6 +194,9 @@ class TorchWorkload:
                 logits_BTV, _ = self.forward(x_BT)
                 total += lm_loss(logits_BTV, y_BT)
         self.model.train()
+        if self.group.distributed:  # equal slices: the mean of rank means is the global mean
+            torch.distributed.all_reduce(total)
+            total /= self.world_size
         return float(total.item()) / len(self.eval_batches)
 
     def warmup(self, steps: int) -> None:

@@ -1,0 +1,62 @@
+"""`launcher=torchrun`: spawn `python -m torch.distributed.run` running this same config.
+
+Each rank is the ordinary `joulebench run` with the same overrides; it sees torchrun's
+environment (RANK, LOCAL_RANK, WORLD_SIZE, ...) and joins the process group instead of spawning
+again. A rank that finishes (target reached or not) exits 0 and leaves its joulebench exit code
+in a file, so torchrun does not report a finished benchmark as a crashed job; the launcher then
+exits with the worst code of its ranks.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+EXIT_DIR_ENV = "JOULEBENCH_EXIT_DIR"
+
+
+def inside_launch() -> bool:
+    """True in a process that torchrun (or SLURM with a world size) already placed as a rank."""
+    return "RANK" in os.environ and "WORLD_SIZE" in os.environ
+
+
+def torchrun_command(lc, overrides: list[str]) -> list[str]:
+    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={lc.nproc_per_node}"]
+    if lc.nnodes == "1" and not lc.rdzv_endpoint:
+        cmd.append("--standalone")
+    else:
+        cmd += [
+            f"--nnodes={lc.nnodes}",
+            f"--rdzv_backend={lc.rdzv_backend}",
+            f"--rdzv_endpoint={lc.rdzv_endpoint}",
+            f"--rdzv_id={lc.rdzv_id}",
+        ]
+        if lc.node_rank is not None:
+            cmd.append(f"--node_rank={lc.node_rank}")
+    cmd += [f"--max_restarts={lc.max_restarts}", "-m", "harness.cli", "run", *overrides]
+    return cmd
+
+
+def spawn_torchrun(lc, overrides: list[str]) -> int:
+    """Run one job on `nproc_per_node` local ranks; the worst joulebench exit code of them."""
+    with tempfile.TemporaryDirectory(prefix="joulebench-exit-") as exit_dir:
+        env = {**os.environ, EXIT_DIR_ENV: exit_dir}
+        repo = str(Path(__file__).resolve().parent.parent)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [repo, env.get("PYTHONPATH")]))
+        proc = subprocess.run(torchrun_command(lc, overrides), env=env)
+        codes = [int(p.read_text() or 1) for p in Path(exit_dir).glob("rank*")]
+        if proc.returncode != 0:  # a rank crashed: torchrun has said which and why
+            return max(codes + [1])
+        return max(codes, default=0)
+
+
+def report_exit(code: int) -> int:
+    """Inside a spawned rank: leave the code for the launcher and exit 0 to torchrun."""
+    exit_dir = os.environ.get(EXIT_DIR_ENV)
+    if not exit_dir:
+        return code
+    Path(exit_dir, f"rank{os.environ.get('RANK', '0')}").write_text(str(code))
+    return 0

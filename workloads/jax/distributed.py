@@ -1,0 +1,85 @@
+"""JAX multi-controller start-up and the harness's host collectives for it.
+
+`jax.distributed.initialize` runs when `framework.distributed.enabled=true`. Its address,
+process count and id come from the config, else from JAX_COORDINATOR_ADDRESS,
+JAX_NUM_PROCESSES and JAX_PROCESS_ID, else from JAX's own cluster detection (SLURM, Open MPI,
+Cloud TPU pods). One process per host, as on TPU pods and multi-node GPU clusters: a process
+is a node, and its local rank is 0 (so it also owns the node's RAPL and wall meters).
+Collectives go through `jax.experimental.multihost_utils`, which every JAX backend supports.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pickle
+
+import jax
+import numpy as np
+
+from harness.errors import WorkloadError
+from workloads.process_group import ProcessGroup, Topology
+
+
+def _from_env(value, name: str, cast=str):
+    if value is not None:
+        return value
+    raw = os.environ.get(name)
+    return cast(raw) if raw else None
+
+
+def initialize(dist_cfg) -> Topology | None:
+    """Start the multi-controller runtime if asked; the topology, or None for one process."""
+    if not dist_cfg.enabled:
+        return None
+    # CPU processes exchange tensors through gloo (the default differs across JAX versions)
+    with contextlib.suppress(AttributeError, ValueError):
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    try:
+        jax.distributed.initialize(
+            coordinator_address=_from_env(dist_cfg.coordinator_address, "JAX_COORDINATOR_ADDRESS"),
+            num_processes=_from_env(dist_cfg.num_processes, "JAX_NUM_PROCESSES", int),
+            process_id=_from_env(dist_cfg.process_id, "JAX_PROCESS_ID", int),
+        )
+    except (RuntimeError, ValueError) as exc:
+        if "already" not in str(exc):
+            raise WorkloadError(
+                f"jax.distributed.initialize failed: {str(exc).splitlines()[0]}.",
+                "set framework.distributed.coordinator_address/num_processes/process_id "
+                "(or JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID).",
+            ) from exc
+    return Topology(
+        rank=jax.process_index(),
+        world_size=jax.process_count(),
+        local_rank=0,
+        local_world_size=1,
+        node_rank=jax.process_index(),
+        nnodes=jax.process_count(),
+        launcher="jax.distributed",
+        backend="jax",
+    )
+
+
+class JaxGroup(ProcessGroup):
+    def barrier(self) -> None:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices("joulebench")
+
+    def all_gather_object(self, obj):
+        from jax.experimental import multihost_utils
+
+        data = np.frombuffer(pickle.dumps(obj), dtype=np.uint8)
+        sizes = np.asarray(multihost_utils.process_allgather(np.array([data.size], np.int64)))
+        padded = np.zeros(int(sizes.max()), np.uint8)
+        padded[: data.size] = data
+        rows = np.asarray(multihost_utils.process_allgather(padded))
+        return [pickle.loads(rows[i, : int(n)].tobytes()) for i, n in enumerate(sizes.ravel())]
+
+    def any(self, *flags: bool) -> list[bool]:
+        from jax.experimental import multihost_utils
+
+        votes = np.asarray(
+            multihost_utils.process_allgather(np.array([int(bool(f)) for f in flags]))
+        )
+        return [bool(v) for v in votes.reshape(-1, len(flags)).max(axis=0)]
