@@ -28,6 +28,21 @@ log="$OUT/gpu_check.log"
   python3 scripts/meter_bench.py --repeats "$REPEATS" --steps "$STEPS" --out "$OUT"
   python3 scripts/gpu_bench_torch.py --steps "$STEPS" --out "$OUT/bench-torch"
   python3 scripts/gpu_bench_torch.py --steps "$STEPS" --out "$OUT/bench-jax" framework=jax
+  # issue 8: one rank under torchrun must equal the plain run within noise
+  for mode in plain torchrun; do
+    extra=(); [ "$mode" = torchrun ] && extra=(launcher=torchrun launcher.nproc_per_node=1)
+    python3 -m harness.cli run benchmark=lm-dense-small meter=nvml benchmark.max_steps="$STEPS" \
+      benchmark.target.threshold=0 run_dir="$OUT/bench-torch/launch-$mode" progress=off "${extra[@]}"
+  done
+  python3 - "$OUT/bench-torch" <<'PY'
+import json, sys, pathlib
+root = pathlib.Path(sys.argv[1])
+for mode in ("plain", "torchrun"):
+    r = json.loads((root / f"launch-{mode}" / "result.json").read_text())
+    m = r["metrics"]
+    print(f"launch {mode:9s} tokens/s {m['throughput_tokens_per_s']:.4g} "
+          f"J/step {m['energy_per_step']['mean_j']:.4g} (cv {m['energy_per_step']['cv']:.3f})")
+PY
 } 2>&1 | tee "$log"
 # run directories travel as one archive (the device tool returns at most 8 files)
 tar czf "$OUT/runs.tar.gz" -C "$OUT" bench-torch bench-jax 2>/dev/null || true
