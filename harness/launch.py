@@ -9,7 +9,9 @@ exits with the worst code of its ranks.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -46,11 +48,34 @@ def spawn_torchrun(lc, overrides: list[str]) -> int:
         env = {**os.environ, EXIT_DIR_ENV: exit_dir}
         repo = str(Path(__file__).resolve().parent.parent)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [repo, env.get("PYTHONPATH")]))
-        proc = subprocess.run(torchrun_command(lc, overrides), env=env)
+        # torchrun in its own session: a Ctrl-C reaches this process only, which passes it to
+        # the ranks themselves (they stop together at the next window edge and write the
+        # result); torchrun, interrupted, would instead kill them with a traceback of its own
+        proc = subprocess.Popen(torchrun_command(lc, overrides), env=env, start_new_session=True)
+        with _forward_stops_to_ranks(proc.pid):
+            proc.wait()
         codes = [int(p.read_text() or 1) for p in Path(exit_dir).glob("rank*")]
         if proc.returncode != 0:  # a rank crashed: torchrun has said which and why
             return max(codes + [1])
         return max(codes, default=0)
+
+
+@contextlib.contextmanager
+def _forward_stops_to_ranks(torchrun_pid: int):
+    import psutil
+
+    def forward(signum, frame) -> None:
+        with contextlib.suppress(psutil.Error):
+            for rank in psutil.Process(torchrun_pid).children(recursive=False):
+                with contextlib.suppress(psutil.Error):
+                    rank.send_signal(signal.SIGINT)
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
 
 
 def report_exit(code: int) -> int:

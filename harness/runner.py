@@ -146,6 +146,7 @@ class Runner:
         self.warnings: list[str] = []
         self.error: str | None = None
         self.status = "running"
+        self._live = [0.0, 0.0]  # watts and joules so far, over all ranks, for the progress line
 
     # -- result files ----------------------------------------------------------------------
     def _result(self, final: bool, local_only: bool = False) -> Result | None:
@@ -274,17 +275,14 @@ class Runner:
                     break
             wl.sync()
             faulted = bool(self.meter.faults) and self.cfg.meter.on_error == "stop"
-            stop_now, fault_stop = group.any(stop.requested, faulted)  # also the edge's barrier
+            # one collective: the edge's barrier, the stop vote, and every rank's power so far
+            (stop_now, fault_stop), self._live = group.agree(
+                [stop.requested, faulted], [self.meter.latest_watts(), self.meter.latest_joules()]
+            )
             now = Timeline.now()
             window = self._close_window(first, t0, now, wl.read_step_stats(handles), mllog)
             tl.steps = step
-            progress.update(
-                step,
-                bench.max_steps,
-                window.train_loss,
-                self.meter.latest_watts(),
-                self.meter.latest_joules(),
-            )
+            progress.update(step, bench.max_steps, window.train_loss, *self._live)
             if stop_now:
                 return True
             if fault_stop:
@@ -329,14 +327,7 @@ class Runner:
             metadata={"step": step, "metric": "eval_loss", "unit": "nats_per_token"},
         )
         mllog.event("eval_stop", None, t1, INTERVAL_END, {"step": step})
-        progress.update(
-            step,
-            bench.max_steps,
-            None,
-            self.meter.latest_watts(),
-            self.meter.latest_joules(),
-            eval_loss,
-        )
+        progress.update(step, bench.max_steps, None, *self._live, eval_loss)
         self._write_result(final=False)
         return reached
 

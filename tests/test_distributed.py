@@ -198,3 +198,32 @@ def test_jax_two_processes_of_four_devices_match_one_process(tmp_path):
     assert multi["metrics"]["final_eval_loss"] == pytest.approx(
         one["metrics"]["final_eval_loss"], abs=1e-4
     )
+
+
+def test_ctrl_c_stops_every_rank_at_an_edge_and_keeps_one_aborted_result(tmp_path):
+    import signal
+    import time
+
+    run_dir = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    args = ["run", *STEPS, "launcher=torchrun", "benchmark.max_steps=1000000"]
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "harness.cli", *args, f"run_dir={run_dir}"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 120
+    while not (run_dir / "result.json").exists() and time.monotonic() < deadline:
+        time.sleep(0.5)  # the provisional result appears at run_start
+    time.sleep(2)
+    proc.send_signal(signal.SIGINT)  # what a terminal's Ctrl-C sends to joulebench
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err[-3000:]
+    assert "Traceback" not in err
+    r = load_result(run_dir)
+    assert (r["status"], r["distributed"]["world_size"]) == ("aborted", 2)
+    assert r["metrics"]["steps"] > 0 and r["metrics"]["steps"] % 10 == 0  # stopped at an edge
+    assert r["files"]["power.csv"] and not (run_dir / ".ranks").exists()

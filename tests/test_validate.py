@@ -242,3 +242,14 @@ def test_compare_allows_for_run_to_run_noise():
         0.5 + 2 * 0.2 / 3**0.5
     )
     assert compare(base, runs([9.0]), 0.05)[0] == []  # better is never a regression
+
+
+def test_a_config_value_retyped_to_a_boolean_is_caught():
+    """True == 1.0 in Python; the config copy check must still see the change."""
+    from harness.submission.run_checks import same_json
+
+    assert same_json({"a": [1.0, {"b": "x"}]}, {"a": [1.0, {"b": "x"}]})
+    assert not same_json({"grad_clip": 1.0}, {"grad_clip": True})
+    assert not same_json({"n": 0}, {"n": False})
+    assert not same_json({"a": 1}, {"a": 1, "b": 2})
+    assert same_json(1, 1.0)  # YAML and JSON may spell one number either way

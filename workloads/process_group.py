@@ -52,9 +52,14 @@ class ProcessGroup:
         gathered = self.all_gather_object(obj)
         return gathered if self.is_primary else None
 
+    def agree(self, flags: list[bool], totals: list[float]) -> tuple[list[bool], list[float]]:
+        """Each flag OR-ed and each number summed over ranks, on every rank: one collective,
+        which is also the window edge's barrier."""
+        return [bool(f) for f in flags], [float(x) for x in totals]
+
     def any(self, *flags: bool) -> list[bool]:
         """For each flag: True on every rank when any rank passed True. A barrier too."""
-        return [bool(f) for f in flags]
+        return self.agree(list(flags), [])[0]
 
     def broadcast_object(self, obj: Any) -> Any:
         """Rank 0's `obj` on every rank."""

@@ -103,7 +103,7 @@ class Meter:
     def total_domains(self) -> list[str]:
         """The domains whose sum is the system's energy: the wall meter's when there is one,
         else every device domain (then device meters are the whole account)."""
-        return total_domains_of([s.describe() for s in self.sources])
+        return total_domains_of([(s.role, s.domains()) for s in self.sources])
 
     def measure_idle(self, seconds: float) -> dict[str, float]:
         """Average power per domain over `seconds` of doing nothing (the sampler keeps running)."""
@@ -206,12 +206,14 @@ class Meter:
         return {d: e1[d] - e0[d] for d in e1}
 
     def latest_joules(self) -> float:
-        return sum(s.joules[-1] for s in self.series.values() if s.joules)
+        """System joules at the last poll (total domains only: a wall meter's breakdown is not
+        added to it)."""
+        series = [self.series[d] for d in self.total_domains]
+        return sum(s.joules[-1] for s in series if s.joules)
 
     def latest_watts(self) -> float:
-        return sum(
-            s.watts[-1] for s in self.series.values() if s.watts and s.watts[-1] == s.watts[-1]
-        )
+        series = [self.series[d] for d in self.total_domains]
+        return sum(s.watts[-1] for s in series if s.watts and s.watts[-1] == s.watts[-1])
 
     def power_peak_w(self, t0_ns: int, t1_ns: int) -> float | None:
         return self.view().power_peak_w(t0_ns, t1_ns)

@@ -91,11 +91,11 @@ class MeterView:
         return [r for _, r in rows]
 
 
-def total_domains_of(sources: list[SourceDescription]) -> list[str]:
-    """A wall meter's domains when there is one (device meters are then its breakdown), else
-    every domain."""
-    totals = [d for s in sources if s.role == "total" for d in s.domains]
-    return totals or [d for s in sources for d in s.domains]
+def total_domains_of(sources: list[tuple[str, list[str]]]) -> list[str]:
+    """From (role, domains) per source: a wall meter's domains when there is one (device
+    meters are then its breakdown), else every domain."""
+    totals = [d for role, domains in sources if role == "total" for d in domains]
+    return totals or [d for _, domains in sources for d in domains]
 
 
 def merge_views(parts: list[tuple[Owner, MeterView, int]]) -> MeterView:
@@ -127,6 +127,10 @@ def merge_views(parts: list[tuple[Owner, MeterView, int]]) -> MeterView:
             Fault(f.t_ns + offset_ns, f"rank{owner.rank}:{f.source}", f.cause) for f in view.faults
         ]
         idle.update({prefix + d: w for d, w in view.idle_power_w.items()})
-    totals = [d for node in sorted(node_sources) for d in total_domains_of(node_sources[node])]
+    totals = [
+        d
+        for node in sorted(node_sources)
+        for d in total_domains_of([(s.role, s.domains) for s in node_sources[node]])
+    ]
     sample_hz = parts[0][1].sample_hz if parts else 10.0
     return MeterView(series, sources, totals, faults, idle, sample_hz, owners)

@@ -17,6 +17,18 @@ from harness.submission.findings import ACCEPTED_STATUS, RUN_FILES, Run, close_e
 from harness.submission.ruleset import Ruleset
 
 
+def same_json(a, b) -> bool:
+    """Equal values of equal JSON types: True is not 1, and 1.0 is not True (Python's == says
+    they are, which would let a retyped config value pass)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same_json(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(same_json(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, bool) or isinstance(b, bool):
+        return type(a) is type(b) and a == b
+    return a == b
+
+
 def total_domains(result: dict) -> list[str]:
     """The domains summed for a run's total: each node's wall meter, else its device meters."""
     if result.get("distributed"):
@@ -112,7 +124,7 @@ class RunChecks:
                     on_disk = yaml.safe_load(config.read_text())
                 except yaml.YAMLError as exc:
                     on_disk = f"unparseable ({exc})"
-                if on_disk != result["config"]:
+                if not same_json(on_disk, result["config"]):
                     self.add(
                         "CFG-001", f"{run.rel}/result.json", "its config differs from config.yaml."
                     )

@@ -76,10 +76,9 @@ class JaxGroup(ProcessGroup):
         rows = np.asarray(multihost_utils.process_allgather(padded))
         return [pickle.loads(rows[i, : int(n)].tobytes()) for i, n in enumerate(sizes.ravel())]
 
-    def any(self, *flags: bool) -> list[bool]:
+    def agree(self, flags: list[bool], totals: list[float]) -> tuple[list[bool], list[float]]:
         from jax.experimental import multihost_utils
 
-        votes = np.asarray(
-            multihost_utils.process_allgather(np.array([int(bool(f)) for f in flags]))
-        )
-        return [bool(v) for v in votes.reshape(-1, len(flags)).max(axis=0)]
+        mine = np.array([float(bool(f)) for f in flags] + [float(x) for x in totals])
+        summed = np.asarray(multihost_utils.process_allgather(mine)).reshape(-1, mine.size).sum(0)
+        return [bool(v > 0) for v in summed[: len(flags)]], summed[len(flags) :].tolist()

@@ -72,10 +72,13 @@ class TorchGroup(ProcessGroup):
         dist.gather_object(obj, out, dst=0, group=self.host_group)
         return out
 
-    def any(self, *flags: bool) -> list[bool]:
-        t = torch.tensor([int(bool(f)) for f in flags])
-        dist.all_reduce(t, op=dist.ReduceOp.MAX, group=self.host_group)
-        return [bool(v) for v in t.tolist()]
+    def agree(self, flags: list[bool], totals: list[float]) -> tuple[list[bool], list[float]]:
+        t = torch.tensor(
+            [float(bool(f)) for f in flags] + [float(x) for x in totals], dtype=torch.float64
+        )
+        dist.all_reduce(t, group=self.host_group)  # a sum: a flag is set anywhere when > 0
+        values = t.tolist()
+        return [v > 0 for v in values[: len(flags)]], values[len(flags) :]
 
     def close(self) -> None:
         if dist.is_initialized():
