@@ -227,3 +227,69 @@ def test_ctrl_c_stops_every_rank_at_an_edge_and_keeps_one_aborted_result(tmp_pat
     assert (r["status"], r["distributed"]["world_size"]) == ("aborted", 2)
     assert r["metrics"]["steps"] > 0 and r["metrics"]["steps"] % 10 == 0  # stopped at an edge
     assert r["files"]["power.csv"] and not (run_dir / ".ranks").exists()
+
+
+def test_two_nodes_on_loopback_each_meter_their_own_node(tmp_path):
+    """Two `joulebench run launcher=torchrun` processes joined by a c10d rendezvous stand in for
+    two nodes: each node's local rank 0 owns its node-level meter (the CPU model here), and
+    the result adds each node's energy once."""
+    args = [
+        "run",
+        "launcher=torchrun",
+        "launcher.nproc_per_node=1",
+        "launcher.nnodes=2",
+        f"launcher.rdzv_endpoint=127.0.0.1:{_free_port()}",
+        "meter.source=simulated+cpu-model",
+        "benchmark.max_steps=20",
+        "progress=off",
+        f"run_dir={tmp_path / 'run'}",
+    ]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    nodes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "harness.cli", *args],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    outs = [p.communicate(timeout=300) for p in nodes]
+    assert sorted(p.returncode for p in nodes) == [1, 1], outs[0][1][-3000:]
+    r = load_result(tmp_path / "run")
+    d = r["distributed"]
+    assert (d["world_size"], d["nnodes"], d["ranks_per_node"]) == (2, 2, 1)
+    assert [x["domains"] for x in d["ranks"]] == [
+        ["node0/sim:0", "node0/cpu:host"],
+        ["node1/sim:0", "node1/cpu:host"],
+    ]
+    by_domain = r["metrics"]["energy_by_domain_j"]
+    for node in d["nodes"]:
+        assert node["energy_j"] == pytest.approx(
+            sum(by_domain[x] for x in node["total_domains"]), rel=1e-9
+        )
+    assert r["metrics"]["energy_total_j"] == pytest.approx(
+        sum(n["energy_j"] for n in d["nodes"]), rel=1e-9
+    )
+    assert {m["name"] for m in r["meters"]} == {"simulated", "cpu-model"}
+
+
+def test_the_system_description_must_declare_the_nodes_a_run_used(dense_two_ranks):
+    from harness.submission.findings import Run
+    from harness.submission.validate import Validator
+
+    root, _ = dense_two_ranks
+    result = load_result(next(root.rglob("result.json")).parent)
+    run = Run("results/s/lm-dense-tiny/torch/run_1", "s", "lm-dense-tiny", "torch", result)
+    two_gpus_one_node = {"accelerators_per_node": 2, "number_of_nodes": 1}
+    model = {"accelerator_model_name": result["workload"]["device_name"]}
+    v = Validator(root)
+    v._check_system_matches("s", {**two_gpus_one_node, **model}, [run])
+    assert v.report.findings == []
+    result["distributed"]["nnodes"] = 2  # as if the two ranks had been on two nodes
+    v._check_system_matches("s", {**two_gpus_one_node, **model}, [run])
+    assert [(f.rule, f.message) for f in v.report.findings] == [
+        ("SYS-003", "declares 1 node(s) but results/s/lm-dense-tiny/torch/run_1 ran on 2.")
+    ]

@@ -279,6 +279,15 @@ class Validator:
                     f"declares accelerator {model!r} but {run.rel} ran on {w['device_name']!r}.",
                 )
                 break
+            dist = run.result.get("distributed")
+            nodes = dist["nnodes"] if dist else 1
+            if nodes != int(desc.get("number_of_nodes") or 1):
+                self.add(
+                    "SYS-003",
+                    rel,
+                    f"declares {desc.get('number_of_nodes')} node(s) but {run.rel} ran on {nodes}.",
+                )
+                break
 
 
 def validate_submission(root: Path) -> Report:
