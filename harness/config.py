@@ -118,6 +118,9 @@ class FrameworkConfig:
     precision: str = "auto"  # auto (bf16 on accelerators, fp32 on CPU) | fp32 | bf16
     compile: str = "auto"  # torch: auto (on for GPU) | on | off; jax always jit-compiles
     threads: int | None = None  # CPU intra-op threads; None leaves the framework default
+    # torch MoE: ranks the experts are spread over (tokens exchanged by all-to-all within
+    # them), data parallel across such groups; 0: as many as divide the experts and the world
+    expert_parallel: int = 0
     mesh: MeshConfig = field(default_factory=MeshConfig)  # jax
     distributed: DistributedConfig = field(default_factory=DistributedConfig)  # jax multi-host
 

@@ -170,6 +170,13 @@ def validate(cfg: JoulebenchConfig) -> None:
         "use framework=torch or jax",
     )
     _require(
+        f.expert_parallel >= 0,
+        "framework.expert_parallel",
+        f.expert_parallel,
+        "must be >= 0",
+        "use 0 (automatic) or the ranks per expert group",
+    )
+    _require(
         f.mesh.data >= 1 and f.mesh.expert >= 1,
         "framework.mesh",
         f"{f.mesh.data}x{f.mesh.expert}",

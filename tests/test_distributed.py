@@ -92,19 +92,47 @@ def test_the_validator_recomputes_a_two_rank_run_from_its_merged_trace(dense_two
     assert {"DIST-001", "DIST-003"} <= {rule for rule, _ in found}
 
 
-def test_expert_parallel_moe_on_two_ranks_trains_like_one(tmp_path):
-    """launcher=torchrun spawns 2 ranks; 4 experts split 2 + 2, tokens exchanged by all-to-all.
-    Capacity is per routing group, so the losses equal the one-process run's step by step."""
-    common = ["run", "benchmark=lm-moe-tiny", *STEPS, "benchmark.max_steps=30"]
+MOE = ["run", "benchmark=lm-moe-tiny", *STEPS, "benchmark.max_steps=30"]
+
+
+@pytest.fixture(scope="module")
+def moe_one_process(tmp_path_factory):
+    root = tmp_path_factory.mktemp("moe1")
+    proc = cli_subprocess([*MOE, f"run_dir={root / 'one'}"], root)
+    assert proc.returncode == 1, proc.stderr[-2000:]  # finished, target not reached in 30 steps
+    return load_result(root / "one")
+
+
+@pytest.mark.parametrize(
+    "ranks, expert_parallel, layout",
+    [
+        (2, 0, (2, 1)),  # the default: 4 experts split 2 + 2 over both ranks
+        (4, 2, (2, 2)),  # two expert groups of 2 ranks, data parallel across them
+        (2, 1, (1, 2)),  # every rank keeps every expert: plain DDP
+    ],
+)
+def test_expert_parallel_moe_trains_like_one_process(
+    moe_one_process, tmp_path, ranks, expert_parallel, layout
+):
+    """launcher=torchrun spawns the ranks; tokens reach their experts by all-to-all within an
+    expert group. Capacity is per routing group, so the losses equal the one-process run's
+    step by step, whatever the layout."""
     two = cli_subprocess(
-        [*common, "launcher=torchrun", f"run_dir={tmp_path / 'two'}"], tmp_path, timeout=300
+        [
+            *MOE,
+            "launcher=torchrun",
+            f"launcher.nproc_per_node={ranks}",
+            f"framework.expert_parallel={expert_parallel}",
+            f"run_dir={tmp_path / 'multi'}",
+        ],
+        tmp_path,
+        timeout=300,
     )
     assert two.returncode == 1, two.stderr[-3000:]  # finished, target not reached in 30 steps
     assert "ChildFailedError" not in two.stderr  # a finished run is not a crashed job
-    one = cli_subprocess([*common, f"run_dir={tmp_path / 'one'}"], tmp_path)
-    assert one.returncode == 1, one.stderr[-2000:]
-    a, b = load_result(tmp_path / "one"), load_result(tmp_path / "two")
-    assert b["workload"]["extra"]["expert_parallel"] == 2
+    a, b = moe_one_process, load_result(tmp_path / "multi")
+    extra = b["workload"]["extra"]
+    assert (extra["expert_parallel"], extra["expert_replicas"]) == layout
     assert b["workload"]["params_total"] == a["workload"]["params_total"]
     for wa, wb in zip(a["windows"], b["windows"], strict=True):
         assert wb["train_loss"] == pytest.approx(wa["train_loss"], abs=1e-5)
@@ -116,19 +144,13 @@ def test_expert_parallel_moe_on_two_ranks_trains_like_one(tmp_path):
     )
 
 
-def test_a_world_size_that_does_not_divide_the_experts_is_one_clear_line(tmp_path):
+def test_an_expert_layout_that_does_not_divide_is_one_clear_line(tmp_path):
     proc = cli_subprocess(
-        [
-            "run",
-            "benchmark=lm-moe-tiny",
-            *STEPS,
-            "benchmark.model.n_experts=3",
-            "launcher=torchrun",
-        ],
+        [*MOE, "benchmark.model.n_experts=3", "framework.expert_parallel=2", "launcher=torchrun"],
         tmp_path,
     )
     assert proc.returncode == 3  # a workload that cannot be built here
-    assert "benchmark.model.n_experts=3 does not divide over 2 ranks" in proc.stderr
+    assert "framework.expert_parallel=2 must divide both the world size (2) and" in proc.stderr
     assert "Traceback" not in proc.stderr
 
 

@@ -71,10 +71,14 @@ class TorchWorkload:
         torch.manual_seed(seed)  # every rank builds the full model: the same weights as one process
         self.model = Transformer(bench.model).to(self.device)
         self.sharded: list[str] = []  # expert shards (expert parallel MoE)
+        self.experts = None  # how the experts are spread over the ranks
         module = self.model
         if self.group.distributed:
             if bench.model.kind == "moe":
-                self.sharded = parallel.shard_experts(self.model, self.group.topology)
+                self.experts = parallel.expert_layout(
+                    self.group.topology, bench.model.n_experts, framework.expert_parallel
+                )
+                self.sharded = parallel.shard_experts(self.model, self.experts, self.world_size)
             module = parallel.wrap_ddp(self.model, self.device, self.sharded)
         if on_gpu:
             torch.backends.cuda.matmul.allow_tf32 = True
@@ -100,7 +104,8 @@ class TorchWorkload:
     def _info(self) -> WorkloadInfo:
         local = sum(p.numel() for p in self.model.parameters())
         shards = dict(self.model.named_parameters())
-        full = local + (self.world_size - 1) * sum(shards[n].numel() for n in self.sharded)
+        copies = self.experts.size if self.sharded else 1
+        full = local + (copies - 1) * sum(shards[n].numel() for n in self.sharded)
         facts = model_facts(self.bench, full)
         on_gpu = self.device.type == "cuda"
         name = torch.cuda.get_device_name(self.device) if on_gpu else _cpu_name()
@@ -110,7 +115,8 @@ class TorchWorkload:
             extra.update(
                 world_size=self.world_size,
                 data_parallel="DDP",
-                expert_parallel=self.world_size if self.sharded else 1,
+                expert_parallel=self.experts.size if self.experts else 1,
+                expert_replicas=self.experts.replicas if self.experts else self.world_size,
             )
         return WorkloadInfo(
             framework="torch",
@@ -154,7 +160,7 @@ class TorchWorkload:
         loss.backward()
         if self.group.distributed:
             parallel.finish_gradients(
-                self.model, self.sharded, self.world_size, self.bench.optim.grad_clip
+                self.model, self.sharded, self.experts, self.world_size, self.bench.optim.grad_clip
             )
         elif self.bench.optim.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(
