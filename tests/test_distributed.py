@@ -208,10 +208,12 @@ def test_jax_two_processes_of_four_devices_match_one_process(tmp_path):
     assert single.returncode == 1, single.stderr[-2000:]
     multi, one = load_result(tmp_path / "multi"), load_result(tmp_path / "single")
     d = multi["distributed"]
-    assert (d["world_size"], d["nnodes"], d["launcher"]) == (2, 2, "jax.distributed")
+    # both processes share this host: one node of two local ranks, each simulating its device
+    assert (d["world_size"], d["nnodes"], d["ranks_per_node"]) == (2, 1, 2)
+    assert d["launcher"] == "jax.distributed"
     assert multi["workload"]["extra"]["process_count"] == 2
     assert multi["workload"]["device_count"] == 8
-    assert [n["total_domains"] for n in d["nodes"]] == [["node0/sim:0"], ["node1/sim:0"]]
+    assert [n["total_domains"] for n in d["nodes"]] == [["node0/sim:0", "node0/sim:1"]]
     assert multi["metrics"]["energy_total_j"] == pytest.approx(
         sum(r["energy_j"] for r in d["ranks"]), rel=1e-9
     )

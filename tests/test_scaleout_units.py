@@ -167,3 +167,18 @@ def test_a_sweep_through_hydras_submitit_launcher_runs_every_point(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     seeds = sorted(json.loads(p.read_text())["seed"] for p in tmp_path.rglob("result.json"))
     assert seeds == [1, 2]
+
+
+def test_nodes_and_local_ranks_follow_hostnames():
+    from workloads.process_group import topology_from_hosts
+
+    hosts = ["a", "a", "b", "a", "b"]  # a launcher that interleaves hosts
+    tops = [topology_from_hosts(r, hosts, "jax.distributed", "jax") for r in range(5)]
+    assert [(t.node_rank, t.local_rank, t.local_world_size) for t in tops] == [
+        (0, 0, 3),
+        (0, 1, 3),
+        (1, 0, 2),
+        (0, 2, 3),
+        (1, 1, 2),
+    ]
+    assert {t.nnodes for t in tops} == {2} and {t.world_size for t in tops} == {5}

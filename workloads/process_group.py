@@ -26,6 +26,25 @@ class Topology:
     hostname: str = field(default_factory=socket.gethostname)
 
 
+def topology_from_hosts(rank: int, hosts: list[str], launcher: str, backend: str) -> Topology:
+    """Nodes from every rank's hostname (in rank order): a node is a host, numbered by its first
+    rank; a rank's local rank is its place among the ranks on its host. For launchers that do
+    not say which ranks share a machine (JAX's multi-controller runtime)."""
+    nodes = list(dict.fromkeys(hosts))
+    mine = hosts[rank]
+    return Topology(
+        rank=rank,
+        world_size=len(hosts),
+        local_rank=hosts[:rank].count(mine),
+        local_world_size=hosts.count(mine),
+        node_rank=nodes.index(mine),
+        nnodes=len(nodes),
+        launcher=launcher,
+        backend=backend,
+        hostname=mine,
+    )
+
+
 class ProcessGroup:
     """A one-process group; subclasses implement the collectives for torch and JAX."""
 

@@ -3,8 +3,8 @@
 `jax.distributed.initialize` runs when `framework.distributed.enabled=true`. Its address,
 process count and id come from the config, else from JAX_COORDINATOR_ADDRESS,
 JAX_NUM_PROCESSES and JAX_PROCESS_ID, else from JAX's own cluster detection (SLURM, Open MPI,
-Cloud TPU pods). One process per host, as on TPU pods and multi-node GPU clusters: a process
-is a node, and its local rank is 0 (so it also owns the node's RAPL and wall meters).
+Cloud TPU pods). Processes on one host (one per GPU, or a loopback test) are one node: the
+process group finds which by hostname, and only the first reads the node's RAPL and wall meters.
 Collectives go through `jax.experimental.multihost_utils`, which every JAX backend supports.
 """
 
@@ -13,12 +13,13 @@ from __future__ import annotations
 import contextlib
 import os
 import pickle
+import socket
 
 import jax
 import numpy as np
 
 from harness.errors import WorkloadError
-from workloads.process_group import ProcessGroup, Topology
+from workloads.process_group import ProcessGroup, Topology, topology_from_hosts
 
 
 def _from_env(value, name: str, cast=str):
@@ -51,16 +52,18 @@ def initialize(dist_cfg) -> Topology | None:
     return Topology(
         rank=jax.process_index(),
         world_size=jax.process_count(),
-        local_rank=0,
-        local_world_size=1,
-        node_rank=jax.process_index(),
-        nnodes=jax.process_count(),
         launcher="jax.distributed",
         backend="jax",
     )
 
 
 class JaxGroup(ProcessGroup):
+    def __init__(self, topology: Topology):
+        """Which processes share a host comes from their hostnames (JAX does not say)."""
+        super().__init__(topology)
+        hosts = self.all_gather_object(socket.gethostname())
+        self.topology = topology_from_hosts(topology.rank, hosts, topology.launcher, "jax")
+
     def barrier(self) -> None:
         from jax.experimental import multihost_utils
 
