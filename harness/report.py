@@ -3,6 +3,7 @@
 power_over_time.png   system power through each run, eval points marked
 loss_vs_energy.png    eval loss against cumulative energy, dense and MoE on one chart
 energy_to_target.png  olympic-mean energy to target per benchmark and framework, runs as dots
+energy_by_device.png  each run's energy split over the devices (and nodes) that drew it
 summary.md            the score table and the dense/MoE energy ratios
 """
 
@@ -15,6 +16,7 @@ import numpy as np
 
 from harness.errors import SubmissionError
 from harness.results.trace import TraceCurve, TraceError
+from harness.submission.run_checks import total_domains
 from harness.submission.score import load_results, scores
 
 COLORS = {"dense": "#1f77b4", "moe": "#d62728"}
@@ -27,9 +29,7 @@ def _system_power(run: dict) -> tuple[np.ndarray, np.ndarray] | None:
         trace = TraceCurve.read(path)
     except (TraceError, OSError):
         return None
-    totals = [d for m in run["meters"] if m["role"] == "total" for d in m["domains"]] or list(
-        trace.domains
-    )
+    totals = total_domains(run) or list(trace.domains)
     start = run["timing"]["run_start_ns"]
     stop = run["timing"]["run_stop_ns"] or start
     grid = np.unique(np.concatenate([trace.domains[d].t_ns for d in totals if d in trace.domains]))
@@ -49,7 +49,9 @@ def _system_power(run: dict) -> tuple[np.ndarray, np.ndarray] | None:
 
 
 def _label(run: dict) -> str:
-    return f"{run['benchmark']} / {run['workload']['framework']} / seed {run['seed']}"
+    ranks = (run.get("distributed") or {}).get("world_size")
+    where = f" / {ranks} ranks" if ranks else ""
+    return f"{run['benchmark']} / {run['workload']['framework']} / seed {run['seed']}{where}"
 
 
 def plot_power(results: list[dict], path: Path, max_runs: int = 6) -> None:
@@ -151,6 +153,41 @@ def plot_energy_to_target(results: list[dict], score_rows, path: Path) -> None:
     plt.close(fig)
 
 
+def plot_energy_by_device(results: list[dict], path: Path, max_runs: int = 12) -> None:
+    """One bar per run, split into the domains its total adds up (per GPU, per node's wall
+    meter...): on a multi-GPU or multi-node run, an imbalance shows at a glance."""
+    import matplotlib.pyplot as plt
+
+    runs = results[:max_runs]
+    fig, ax = plt.subplots(figsize=(10, 0.5 * len(runs) + 1.8))
+    palette = plt.get_cmap("tab20")
+    colors: dict[str, object] = {}
+    for y, run in enumerate(runs):
+        by_domain, left = run["metrics"]["energy_by_domain_j"], 0.0
+        for domain in total_domains(run) or sorted(by_domain):
+            energy = by_domain.get(domain, 0.0)
+            color = colors.setdefault(domain, palette(len(colors) % 20))
+            ax.barh(y, energy, left=left, color=color, edgecolor="white", lw=0.5)
+            left += energy
+    ax.set_yticks(range(len(runs)), [_label(r) for r in runs], fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("energy over the timed run (J)")
+    ax.set_title("Energy by device")
+    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in colors.values()]
+    ax.legend(
+        handles,
+        list(colors),
+        fontsize=7,
+        loc="center left",
+        bbox_to_anchor=(1.01, 0.5),
+        ncol=max(1, len(colors) // 16),
+    )
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def summary_markdown(results: list[dict], score_rows) -> str:
     lines = [
         "# joulebench report",
@@ -206,6 +243,8 @@ def summary_markdown(results: list[dict], score_rows) -> str:
         "",
         "![energy to target](energy_to_target.png)",
         "",
+        "![energy by device](energy_by_device.png)",
+        "",
     ]
     return "\n".join(lines)
 
@@ -230,10 +269,12 @@ def write_report(paths: list[Path], out: Path) -> list[Path]:
         out / "power_over_time.png",
         out / "loss_vs_energy.png",
         out / "energy_to_target.png",
+        out / "energy_by_device.png",
         out / "summary.md",
     ]
     plot_power(results, written[0])
     plot_loss_vs_energy(results, written[1])
     plot_energy_to_target(results, score_rows, written[2])
-    written[3].write_text(summary_markdown(results, score_rows))
+    plot_energy_by_device(results, written[3])
+    written[4].write_text(summary_markdown(results, score_rows))
     return written

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tests.helpers import REPO, cli_subprocess, load_result
@@ -317,3 +318,17 @@ def test_the_system_description_must_declare_the_nodes_a_run_used(dense_two_rank
     assert [(f.rule, f.message) for f in v.report.findings] == [
         ("SYS-003", "declares 1 node(s) but results/s/lm-dense-tiny/torch/run_1 ran on 2.")
     ]
+
+
+def test_the_report_splits_a_two_rank_run_by_device(dense_two_ranks, tmp_path):
+    from harness.report import _system_power, write_report
+    from harness.submission.score import load_results
+
+    root, _ = dense_two_ranks
+    written = write_report([root], tmp_path / "report")
+    assert (tmp_path / "report" / "energy_by_device.png").stat().st_size > 1000
+    assert "energy_by_device.png" in (tmp_path / "report" / "summary.md").read_text()
+    assert len(written) == 5
+    (run,) = load_results([root])
+    t, watts = _system_power(run)  # both ranks' 100 W devices: the system draws 200 W
+    assert watts == pytest.approx(np.full(watts.size, 200.0), rel=1e-6)
