@@ -18,7 +18,6 @@ one result, mllog and merged power.csv; each rank streams its own trace to
 from __future__ import annotations
 
 import contextlib
-import shutil
 import signal
 import threading
 import uuid
@@ -360,9 +359,12 @@ class Runner:
             # merged into power.csv on rank 0: drop this rank's stream, then the folder
             self._trace_path().unlink(missing_ok=True)
             self.group.barrier()
-            if self.group.is_primary:
+            if self.group.topology.local_rank == 0:  # each node tidies its own disk
                 with contextlib.suppress(OSError):
-                    shutil.rmtree(self.rank_dir)
+                    self.rank_dir.rmdir()
+                if not self.group.is_primary:  # a node without a shared file system
+                    with contextlib.suppress(OSError):
+                        self.run_dir.rmdir()  # only if empty: never rank 0's files
 
 
 def run_benchmark(cfg: JoulebenchConfig, dict_cfg) -> RunOutcome:

@@ -16,7 +16,11 @@ def cmd_system(args: argparse.Namespace) -> int:
     from harness.results.writer import atomic_write_json
     from harness.submission.package import system_template
 
-    template = system_template(args.name)
+    if args.nodes < 1:
+        raise SubmissionError(
+            f"--nodes {args.nodes} is not a node count.", "give --nodes 1 or more."
+        )
+    template = system_template(args.name, args.nodes)
     if args.output:
         atomic_write_json(Path(args.output), template)
         print(
@@ -154,6 +158,12 @@ def register(sub) -> None:
     )
     p.add_argument("-o", "--output", help="file to write (default: print)")
     p.add_argument("--name", help="system name")
+    p.add_argument(
+        "--nodes",
+        type=int,
+        default=1,
+        help="nodes in the system, each like this one (accelerators_per_node comes from here)",
+    )
     p.set_defaults(func=cmd_system)
 
     p = sub.add_parser("package", help="arrange run directories into a submission")

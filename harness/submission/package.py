@@ -21,7 +21,7 @@ from harness.submission.validate import RUN_FILES, read_json
 SYSTEM_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
-def system_template(name: str | None = None) -> dict:
+def system_template(name: str | None = None, nodes: int = 1) -> dict:
     """MLPerf-style system description pre-filled from this machine, plus power fields to fill in."""
     import platform
 
@@ -50,7 +50,7 @@ def system_template(name: str | None = None) -> dict:
         "system_name": name or platform.node(),
         "status": "onprem",
         "system_type": "datacenter",
-        "number_of_nodes": 1,
+        "number_of_nodes": nodes,
         "host_processor_model_name": cpu_model_name(),
         "host_processors_per_node": 1,
         "host_processor_core_count": psutil.cpu_count(logical=False) or psutil.cpu_count() or 0,
