@@ -155,6 +155,18 @@ def test_an_expert_layout_that_does_not_divide_is_one_clear_line(tmp_path):
     assert "Traceback" not in proc.stderr
 
 
+def _start(args: list[str], cwd: Path, env: dict) -> subprocess.Popen:
+    """`python -m harness.cli <args>` in the background, its output captured."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "harness.cli", *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -185,16 +197,7 @@ def test_jax_two_processes_of_four_devices_match_one_process(tmp_path):
             "JAX_PROCESS_ID": str(pid),
         }
         args = [*common, "framework.distributed.enabled=true", f"run_dir={tmp_path / 'multi'}"]
-        procs.append(
-            subprocess.Popen(
-                [sys.executable, "-m", "harness.cli", *args],
-                cwd=tmp_path,
-                env=env,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-        )
+        procs.append(_start(args, tmp_path, env))
     outs = [p.communicate(timeout=300) for p in procs]
     assert [p.returncode for p in procs] == [1, 1], outs[0][1][-3000:]
     env = {**base, "XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
@@ -232,14 +235,7 @@ def test_ctrl_c_stops_every_rank_at_an_edge_and_keeps_one_aborted_result(tmp_pat
     run_dir = tmp_path / "run"
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     args = ["run", *STEPS, "launcher=torchrun", "benchmark.max_steps=1000000"]
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "harness.cli", *args, f"run_dir={run_dir}"],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    proc = _start([*args, f"run_dir={run_dir}"], tmp_path, env)
     deadline = time.monotonic() + 120
     while not (run_dir / "result.json").exists() and time.monotonic() < deadline:
         time.sleep(0.5)  # the provisional result appears at run_start
@@ -270,17 +266,7 @@ def test_two_nodes_on_loopback_each_meter_their_own_node(tmp_path):
         f"run_dir={tmp_path / 'run'}",
     ]
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    nodes = [
-        subprocess.Popen(
-            [sys.executable, "-m", "harness.cli", *args],
-            cwd=tmp_path,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(2)
-    ]
+    nodes = [_start(args, tmp_path, env) for _ in range(2)]
     outs = [p.communicate(timeout=300) for p in nodes]
     assert sorted(p.returncode for p in nodes) == [1, 1], outs[0][1][-3000:]
     r = load_result(tmp_path / "run")
