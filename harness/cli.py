@@ -8,6 +8,7 @@ invalid submission or a regression, 2 a usage or config error, 3 a missing meter
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from harness import __version__
@@ -210,6 +211,18 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("joulebench: interrupted.", file=sys.stderr)
         return report_exit(130)
+    except Exception as exc:
+        from workloads.process_group import lost_peer
+
+        if not lost_peer(exc):
+            raise  # a bug: the traceback is for us
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        print(
+            f"joulebench: rank {os.environ.get('RANK', '?')} lost its peers ({first}); "
+            "the rank that failed first says why above.",
+            file=sys.stderr,
+        )
+        return report_exit(1, finished=False)
 
 
 if __name__ == "__main__":

@@ -1,10 +1,13 @@
-"""`launcher=torchrun`: spawn `python -m torch.distributed.run` running this same config.
+"""`launcher=torchrun`: spawn torchrun (`torch.distributed.run`) running this same config.
 
 Each rank is the ordinary `joulebench run` with the same overrides; it sees torchrun's
 environment (RANK, LOCAL_RANK, WORLD_SIZE, ...) and joins the process group instead of spawning
-again. A rank that finishes (target reached or not) exits 0 and leaves its joulebench exit code
-in a file, so torchrun does not report a finished benchmark as a crashed job; the launcher then
-exits with the worst code of its ranks.
+again. Every rank leaves its joulebench exit code in a file and the launcher exits with the
+worst of them. A rank that finished (target reached or not, or stopped with the others) exits 0
+to torchrun, so a finished benchmark is not reported as a crashed job; a rank that failed exits
+non-zero, so torchrun stops the other ranks instead of leaving them waiting in a collective.
+torchrun itself runs under `python -m harness.launch`, which reports a failed rank in one line
+(the rank has printed its own) instead of torchrun's traceback.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ def inside_launch() -> bool:
 
 
 def torchrun_command(lc, overrides: list[str]) -> list[str]:
-    cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc_per_node={lc.nproc_per_node}"]
+    cmd = [sys.executable, "-m", "harness.launch", f"--nproc_per_node={lc.nproc_per_node}"]
     if lc.nnodes == "1" and not lc.rdzv_endpoint:
         cmd.append("--standalone")
     else:
@@ -46,6 +49,8 @@ def spawn_torchrun(lc, overrides: list[str]) -> int:
     """Run one job on `nproc_per_node` local ranks; the worst joulebench exit code of them."""
     with tempfile.TemporaryDirectory(prefix="joulebench-exit-") as exit_dir:
         env = {**os.environ, EXIT_DIR_ENV: exit_dir}
+        # the host's cores shared by its ranks (torchrun would otherwise pick 1, with a warning)
+        env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // lc.nproc_per_node)))
         repo = str(Path(__file__).resolve().parent.parent)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [repo, env.get("PYTHONPATH")]))
         # torchrun in its own session: a Ctrl-C reaches this process only, which passes it to
@@ -78,10 +83,32 @@ def _forward_stops_to_ranks(torchrun_pid: int):
             signal.signal(sig, handler)
 
 
-def report_exit(code: int) -> int:
-    """Inside a spawned rank: leave the code for the launcher and exit 0 to torchrun."""
+FINISHED = (0, 1, 130)  # target reached, not reached, stopped together: the run is over
+
+
+def report_exit(code: int, finished: bool = True) -> int:
+    """Inside a spawned rank: leave the code for the launcher; 0 to torchrun if the run
+    finished, the code itself if this rank failed (torchrun then stops the others)."""
     exit_dir = os.environ.get(EXIT_DIR_ENV)
     if not exit_dir:
         return code
     Path(exit_dir, f"rank{os.environ.get('RANK', '0')}").write_text(str(code))
+    return 0 if finished and code in FINISHED else max(code, 1)
+
+
+def _torchrun(argv: list[str]) -> int:
+    """torchrun, with a failed rank reported in one line rather than a traceback."""
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import parse_args, run
+
+    try:
+        run(parse_args(argv))
+    except ChildFailedError as exc:
+        ranks = ", ".join(str(r) for r in sorted(exc.failures))
+        print(f"joulebench: rank(s) {ranks} failed (messages above).", file=sys.stderr)
+        return 1
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_torchrun(sys.argv[1:]))

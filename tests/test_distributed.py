@@ -318,3 +318,37 @@ def test_the_report_splits_a_two_rank_run_by_device(dense_two_ranks, tmp_path):
     (run,) = load_results([root])
     t, watts = _system_power(run)  # both ranks' 100 W devices: the system draws 200 W
     assert watts == pytest.approx(np.full(watts.size, 200.0), rel=1e-6)
+
+
+def test_a_rank_that_fails_stops_the_others_in_one_line_each(tmp_path):
+    """Rank 0 cannot reach its wall meter (a node-level source: rank 1 has none) and fails;
+    torchrun stops rank 1, which was waiting for it in a collective: no hang, no traceback."""
+    proc = cli_subprocess(
+        [
+            "run",
+            *STEPS,
+            "meter.source=simulated+ptdaemon",
+            "meter.ptdaemon.host=127.0.0.1",
+            f"meter.ptdaemon.port={_free_port()}",  # nothing listens there
+            "launcher=torchrun",
+            f"run_dir={tmp_path / 'run'}",
+        ],
+        tmp_path,
+        timeout=120,
+    )
+    assert proc.returncode == 3, proc.stderr[-3000:]
+    assert "meter error: cannot reach PTDaemon" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    r = load_result(tmp_path / "run")  # rank 0 still leaves its record
+    assert r["status"] == "aborted" and "PTDaemon" in r["error"]
+
+
+def test_peer_loss_is_recognised_only_in_a_multi_process_run(monkeypatch):
+    from workloads.process_group import lost_peer
+
+    gone = RuntimeError("[gloo/transport/tcp/pair.cc:553] Connection closed by peer [::1]:4")
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    assert not lost_peer(gone)  # one process: no peer to lose, so it is a bug
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert lost_peer(gone)
+    assert not lost_peer(RuntimeError("mat1 and mat2 shapes cannot be multiplied"))

@@ -90,7 +90,7 @@ def test_torchrun_commands_for_one_node_and_many():
 
     cfg, _ = compose_config(["launcher=torchrun", "launcher.nproc_per_node=8", "seed=3"])
     cmd = torchrun_command(cfg.launcher, ["launcher=torchrun", "seed=3"])
-    assert cmd[1:5] == ["-m", "torch.distributed.run", "--nproc_per_node=8", "--standalone"]
+    assert cmd[1:5] == ["-m", "harness.launch", "--nproc_per_node=8", "--standalone"]
     assert cmd[-5:] == ["-m", "harness.cli", "run", "launcher=torchrun", "seed=3"]
     cfg, _ = compose_config(
         ["launcher=torchrun", "launcher.nnodes=2", "launcher.rdzv_endpoint=n0:29500"]

@@ -45,6 +45,29 @@ def topology_from_hosts(rank: int, hosts: list[str], launcher: str, backend: str
     )
 
 
+# What torch (gloo, NCCL) and JAX say when another process of the run has gone away
+PEER_LOST = (
+    "connection closed by peer",
+    "connection reset by peer",
+    "broken pipe",
+    "nccl communicator was aborted",
+    "socket timeout",
+    "unable to reach",
+    "connection refused",
+)
+
+
+def lost_peer(exc: BaseException) -> bool:
+    """True for the error a rank sees in a collective when another rank has died: not a bug
+    of this rank, and worth one line rather than a traceback. Only inside a multi-process run."""
+    import os
+
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 and "JAX_PROCESS_ID" not in os.environ:
+        return False
+    text = f"{type(exc).__name__}: {exc}".lower()
+    return "disterror" in text or any(sign in text for sign in PEER_LOST)
+
+
 class ProcessGroup:
     """A one-process group; subclasses implement the collectives for torch and JAX."""
 
