@@ -131,11 +131,6 @@ class Runner:
             [f"{info.device_kind}:{i}" for i in info.extra.get("cuda_device_indices", [])]
             or [info.device_kind],
         )
-        self.layout = (
-            RankLayout([], [], topo.launcher, topo.backend, topo.local_world_size)
-            if self.group.distributed
-            else None
-        )
         self.code, self.system = (
             code_version(),
             collect_system(
@@ -162,14 +157,9 @@ class Runner:
             return None
         view, owners, offsets = gathered
         layout = None
-        if self.layout is not None and not local_only:
-            layout = RankLayout(
-                owners,
-                offsets,
-                self.layout.launcher,
-                self.layout.backend,
-                self.layout.ranks_per_node,
-            )
+        if self.group.distributed and not local_only:
+            t = self.group.topology
+            layout = RankLayout(owners, offsets, t.launcher, t.backend, t.local_world_size)
             if final:
                 lines = view.trace_rows()
                 atomic_write_text(self.run_dir / "power.csv", TRACE_HEADER + "".join(lines))
