@@ -11,7 +11,7 @@ from typing import Any
 
 from harness.errors import ConfigError, JoulebenchError, MeterError
 from harness.meters.meter import Meter
-from harness.meters.view import MeterView, Owner, merge_views
+from harness.meters.view import ClockMap, MeterView, Owner, merge_views
 from workloads.process_group import ProcessGroup
 
 
@@ -58,18 +58,18 @@ def owner_of(group: ProcessGroup, devices: list[str]) -> Owner:
 
 
 def gather_view(
-    group: ProcessGroup, meter: Meter, owner: Owner, edge_ns: int
-) -> tuple[MeterView, list[Owner], list[int]] | None:
+    group: ProcessGroup, meter: Meter, owner: Owner, edges: tuple[int, int | None]
+) -> tuple[MeterView, list[Owner], list[ClockMap]] | None:
     """On rank 0: every rank's measurements merged onto rank 0's clock, with the owners and the
-    clock offsets; None on other ranks. `edge_ns` is this rank's time of the same
-    barrier-aligned edge (run_start), which ties the clocks together."""
+    clock maps; None on other ranks. `edges` are this rank's times of the barrier-aligned
+    run_start and run_stop (None until the run has stopped), which tie the clocks together."""
     view = meter.view()
     if not group.distributed:
-        return view, [owner], [0]
-    parts = group.gather_object((owner, view, edge_ns))
+        return view, [owner], [ClockMap()]
+    parts = group.gather_object((owner, view, edges))
     if parts is None:
         return None
     ref = parts[0][2]
-    offsets = [ref - edge for _, _, edge in parts]
-    merged = merge_views([(o, v, off) for (o, v, _), off in zip(parts, offsets, strict=True)])
-    return merged, [o for o, _, _ in parts], offsets
+    clocks = [ClockMap.between(mine, ref) for _, _, mine in parts]
+    merged = merge_views([(o, v, c) for (o, v, _), c in zip(parts, clocks, strict=True)])
+    return merged, [o for o, _, _ in parts], clocks

@@ -30,6 +30,7 @@ from harness.config import JoulebenchConfig
 from harness.errors import ConfigError
 from harness.meters.factory import build_meter
 from harness.meters.meter import TRACE_HEADER
+from harness.meters.view import ClockMap
 from harness.progress import Progress
 from harness.ranks import check_ownership, gather_view, on_primary, owner_of
 from harness.results.assemble import RankLayout, assemble_result
@@ -146,20 +147,21 @@ class Runner:
     def _result(self, final: bool, local_only: bool = False) -> Result | None:
         """The result (rank 0; None elsewhere). A collective in a multi-process run unless
         `local_only`: after a failure rank 0 writes what it measured itself."""
-        edge = self.tl.run_start_ns or self.tl.init_start_ns
+        tl = self.tl
+        edges = (tl.run_start_ns or tl.init_start_ns, tl.run_stop_ns if final else None)
         if local_only and not self.group.is_primary:
             return None
         if local_only:
-            gathered = (self.meter.view(), [self.owner], [0])
+            gathered = (self.meter.view(), [self.owner], [ClockMap()])
         else:
-            gathered = gather_view(self.group, self.meter, self.owner, edge)
+            gathered = gather_view(self.group, self.meter, self.owner, edges)
         if gathered is None:
             return None
-        view, owners, offsets = gathered
+        view, owners, clocks = gathered
         layout = None
         if self.group.distributed and not local_only:
             t = self.group.topology
-            layout = RankLayout(owners, offsets, t.launcher, t.backend, t.local_world_size)
+            layout = RankLayout(owners, clocks, t.launcher, t.backend, t.local_world_size)
             if final:
                 lines = view.trace_rows()
                 atomic_write_text(self.run_dir / "power.csv", TRACE_HEADER + "".join(lines))
@@ -322,12 +324,14 @@ class Runner:
 
     def _finish(self, mllog: MLLogger, aborted: bool, local_only: bool = False) -> None:
         tl = self.tl
+        faults = bool(self.meter.faults)
+        if not local_only:
+            # the fault vote is also the barrier that aligns run_stop across ranks, as the one
+            # before run_start aligns that edge: the two tie every rank's clock to rank 0's
+            (faults,) = self.group.any(faults)
         if tl.run_start_ns is not None:
             tl.run_stop_ns = Timeline.now()
         reached = tl.first_target_eval() is not None
-        faults = bool(self.meter.faults)
-        if not local_only:
-            (faults,) = self.group.any(faults)
         if aborted:
             self.status = "aborted"
         elif faults:

@@ -54,11 +54,15 @@ def test_two_ranks_write_exactly_one_result_with_per_rank_energy(dense_two_ranks
     assert [x["domains"] for x in d["ranks"]] == [["node0/sim:0"], ["node0/sim:1"]]
     duration_s = r["timing"]["duration_s"]
     per_rank = [x["energy_j"] for x in d["ranks"]]
-    # each rank's simulated 100 W device over the same timed window, on rank 0's clock
-    assert per_rank == pytest.approx([100.0 * duration_s] * 2, rel=1e-6)
+    # each rank's simulated 100 W device between the run_start and run_stop barriers as its
+    # own clock saw them: rank 0's window, and rank 1's is rank 0's over its clock scale
+    scales = d["clock_scales"]
+    assert scales[0] == 1.0 and scales[1] == pytest.approx(1.0, abs=0.1)  # barrier jitter
+    own = [100.0 * duration_s / k for k in scales]
+    assert per_rank == pytest.approx(own, rel=1e-6)
     assert r["metrics"]["energy_total_j"] == pytest.approx(sum(per_rank), rel=1e-9)
     assert d["nodes"][0]["energy_j"] == pytest.approx(sum(per_rank), rel=1e-9)
-    assert r["metrics"]["avg_power_w"] == pytest.approx(200.0, rel=1e-6)
+    assert r["metrics"]["avg_power_w"] == pytest.approx(sum(own) / duration_s, rel=1e-6)
     # one merged trace with both ranks' domains, and no per-rank leftovers
     header, *rows = (run_dir / "power.csv").read_text().splitlines()
     assert {row.split(",")[1] for row in rows} == {"node0/sim:0", "node0/sim:1"}
@@ -87,10 +91,19 @@ def test_the_validator_recomputes_a_two_rank_run_from_its_merged_trace(dense_two
     r = json.loads((run_dir / "result.json").read_text())
     r["distributed"]["nodes"][0]["energy_j"] *= 1.05  # a node total that does not add up
     r["distributed"]["ranks"][1]["domains"] = ["node0/sim:0"]  # one device owned twice
+    duration_s = r["timing"]["duration_s"]
+    # rank 1 timed 1 s more than rank 0: allowed 0.5 s + 200 ppm of the window
+    r["distributed"]["clock_scales"][1] = duration_s / (duration_s + 1.0)
     (run_dir / "result.json").write_text(json.dumps(r))
     found.clear()
     checks.check(Run(str(rel), "sys", "lm-dense-tiny", "torch"))
-    assert {"DIST-001", "DIST-003"} <= {rule for rule, _ in found}
+    assert {"DIST-001", "DIST-003", "DIST-004"} <= {rule for rule, _ in found}
+    (msg,) = [m for rule, m in found if rule == "DIST-004"]
+    allowed = 0.5 + 200e-6 * duration_s
+    expected = f"rank 1 timed {duration_s + 1:.3f} s between run_start and run_stop, "
+    assert msg.startswith(
+        expected + f"rank 0 {duration_s:.3f} s (allowed difference {allowed:.3f} s)"
+    )
 
 
 MOE = ["run", "benchmark=lm-moe-tiny", *STEPS, "benchmark.max_steps=30"]

@@ -10,7 +10,7 @@ from harness.config import compose_config
 from harness.errors import MeterError
 from harness.meters.base import SourceDescription
 from harness.meters.factory import build_sources
-from harness.meters.view import DomainSeries, MeterView, Owner, merge_views
+from harness.meters.view import ClockMap, DomainSeries, MeterView, Owner, merge_views
 from workloads.process_group import ProcessGroup, Topology
 
 
@@ -25,9 +25,10 @@ def _view(domains: dict[str, float], role: str = "device", t0: int = 0) -> Meter
 
 
 def test_merge_moves_every_rank_onto_rank0s_clock_and_names_domains_by_node():
-    rank0 = (Owner(0, 0, 0, "a"), _view({"gpu:0": 300.0}, t0=5_000), 0)
+    rank0 = (Owner(0, 0, 0, "a"), _view({"gpu:0": 300.0}, t0=5_000), ClockMap())
     # rank 1's clock reads 2 s behind: offset +2 s puts its polls on rank 0's time line
-    rank1 = (Owner(1, 0, 1, "b"), _view({"gpu:0": 100.0}, t0=-2_000_000_000), 2_000_000_000)
+    behind = ClockMap(0, 2_000_000_000)
+    rank1 = (Owner(1, 0, 1, "b"), _view({"gpu:0": 100.0}, t0=-2_000_000_000), behind)
     merged = merge_views([rank1, rank0])
     assert sorted(merged.series) == ["node0/gpu:0", "node1/gpu:0"]
     assert merged.total_domains == ["node0/gpu:0", "node1/gpu:0"]
@@ -40,11 +41,36 @@ def test_merge_moves_every_rank_onto_rank0s_clock_and_names_domains_by_node():
     assert merged.power_peak_w(0, 10_000_000_000) == pytest.approx(400.0)
 
 
+def test_both_barrier_edges_land_exactly_on_rank0s_and_drift_is_taken_out():
+    s = 1_000_000_000
+    # rank 0 timed 10 s .. 20 s; rank 1's clock is 3 s behind and runs 100 ppm fast, and it
+    # left each barrier a little late: its run_start read 7 s, its run_stop 17.001 s
+    clock = ClockMap.between((7 * s, 17_001_000_000), (10 * s, 20 * s))
+    assert clock.offset_ns == 3 * s and clock.scale == pytest.approx(10 / 10.001, rel=1e-15)
+    edges = clock(np.array([7 * s, 17_001_000_000, 12_000_500_000], dtype=np.int64))
+    assert edges.tolist() == [10 * s, 20 * s, 15 * s]  # both edges to the nanosecond
+    # a 100 W device counted on rank 1's clock, polled every 0.5 s from 6.9 s to 17.4 s
+    t = np.arange(6_900_000_000, 17_400_000_001, 500_000_000, dtype=np.int64)
+    series = {"sim:0": DomainSeries(t, 100.0 * (t - t[0]) / 1e9, np.full(t.size, 100.0))}
+    desc = SourceDescription("sim", "energy-counter", "simulated", ["sim:0"], "device")
+    view = MeterView(series, [(desc, 2.0)], ["sim:0"])
+    merged = merge_views([(Owner(1, 1, 0), view, clock)])
+    e = merged.energy_at
+    # its own 10.001 s between the two barriers, though rank 0's window is 10 s
+    assert e(20 * s)["node0/sim:0"] - e(10 * s)["node0/sim:0"] == pytest.approx(1000.1, rel=1e-9)
+    # the trace covers rank 0's window: its first poll maps before 10 s, its last after 20 s
+    mapped = merged.series["node0/sim:0"].t_ns
+    assert mapped[0] < 10 * s and mapped[-1] > 20 * s
+    # until run_stop is known (provisional results) the map is the run_start offset alone
+    assert ClockMap.between((7 * s, None), (10 * s, None)) == ClockMap(7 * s, 10 * s, 1.0)
+
+
 def test_a_nodes_wall_meter_is_its_total_and_its_gpus_the_breakdown():
-    gpu0 = (Owner(0, 0, 0), _view({"gpu:0": 300.0}), 0)
-    wall = (Owner(0, 0, 0), _view({"node:wall": 900.0}, role="total"), 0)
-    gpu1 = (Owner(1, 1, 0), _view({"gpu:1": 300.0}), 0)
-    other_node = (Owner(2, 0, 1), _view({"gpu:0": 250.0}), 0)
+    same = ClockMap()
+    gpu0 = (Owner(0, 0, 0), _view({"gpu:0": 300.0}), same)
+    wall = (Owner(0, 0, 0), _view({"node:wall": 900.0}, role="total"), same)
+    gpu1 = (Owner(1, 1, 0), _view({"gpu:1": 300.0}), same)
+    other_node = (Owner(2, 0, 1), _view({"gpu:0": 250.0}), same)
     merged = merge_views([gpu0, wall, gpu1, other_node])
     # node 0 counts its wall meter only; node 1 has no wall meter: its GPU is its total
     assert merged.total_domains == ["node0/node:wall", "node1/gpu:0"]

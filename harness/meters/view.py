@@ -3,8 +3,12 @@
 The result is assembled from a `MeterView`, never from the live meter: in a one-process run the
 view is the meter's own series; in a multi-process run rank 0 merges the views every rank sent
 (harness/runner.py), with each domain named after its node (`node1/gpu:3`) and each rank's
-times moved onto rank 0's clock. The offset comes from the barrier-aligned `run_start` edge,
-which is as close as two hosts' monotonic clocks can be tied without a shared clock.
+times moved onto rank 0's clock by a `ClockMap`. The map is tied to the two barrier-aligned
+edges every rank records, `run_start` and `run_stop`: each rank's edges land exactly on rank 0's,
+so every rank's trace covers the timed window and its energy is its own between the same two
+barriers, and a linear map between them takes out clock drift. Barrier exit jitter (microseconds
+to milliseconds) is the remaining error, which is as close as two hosts' monotonic clocks can be
+tied without a shared clock.
 """
 
 from __future__ import annotations
@@ -39,6 +43,38 @@ class Owner:
     node_rank: int = 0
     hostname: str = ""
     devices: list[str] = field(default_factory=list)  # accelerators this rank trains on
+
+
+@dataclass(frozen=True)
+class ClockMap:
+    """Maps one rank's monotonic times onto rank 0's: `from_ns` (this rank's run_start) lands on
+    `to_ns` (rank 0's), and elapsed time is multiplied by `scale` (rank 0's window over this
+    rank's; 1 until run_stop is known)."""
+
+    from_ns: int = 0
+    to_ns: int = 0
+    scale: float = 1.0
+
+    @classmethod
+    def between(cls, mine: tuple[int, int | None], ref: tuple[int, int | None]) -> ClockMap:
+        """From this rank's (run_start, run_stop) and rank 0's; an offset alone while either
+        run_stop is unknown (provisional results, or a window that never opened)."""
+        (start, stop), (ref_start, ref_stop) = mine, ref
+        if stop is None or ref_stop is None or stop <= start or ref_stop <= ref_start:
+            return cls(start, ref_start)
+        return cls(start, ref_start, (ref_stop - ref_start) / (stop - start))
+
+    @property
+    def offset_ns(self) -> int:
+        return self.to_ns - self.from_ns
+
+    def __call__(self, t_ns: np.ndarray) -> np.ndarray:
+        if self.scale == 1.0:
+            return t_ns + self.offset_ns
+        # float64 is exact to the nanosecond for spans under 2**52 ns (52 days); rint is
+        # monotone, so a rank's run_stop maps exactly onto rank 0's
+        elapsed = (np.asarray(t_ns, dtype=np.int64) - self.from_ns).astype(np.float64)
+        return self.to_ns + np.rint(elapsed * self.scale).astype(np.int64)
 
 
 @dataclass
@@ -98,8 +134,8 @@ def total_domains_of(sources: list[tuple[str, list[str]]]) -> list[str]:
     return totals or [d for _, domains in sources for d in domains]
 
 
-def merge_views(parts: list[tuple[Owner, MeterView, int]]) -> MeterView:
-    """One view from every rank's (owner, view, offset_ns to rank 0's clock).
+def merge_views(parts: list[tuple[Owner, MeterView, ClockMap]]) -> MeterView:
+    """One view from every rank's (owner, view, map onto rank 0's clock).
 
     Domains become `node<k>/<domain>`; a node's total is its wall meter when one of its ranks
     has one, else all device domains of all its ranks, so nothing is counted twice."""
@@ -109,12 +145,12 @@ def merge_views(parts: list[tuple[Owner, MeterView, int]]) -> MeterView:
     idle: dict[str, float] = {}
     owners: dict[str, Owner] = {}
     node_sources: dict[int, list[SourceDescription]] = {}
-    for owner, view, offset_ns in sorted(parts, key=lambda p: p[0].rank):
+    for owner, view, clock in sorted(parts, key=lambda p: p[0].rank):
         prefix = f"node{owner.node_rank}/"
         for domain, s in view.series.items():
             if prefix + domain in series:
                 raise ValueError(f"{prefix + domain} is measured by two ranks")
-            series[prefix + domain] = DomainSeries(s.t_ns + offset_ns, s.joules, s.watts)
+            series[prefix + domain] = DomainSeries(clock(s.t_ns), s.joules, s.watts)
             owners[prefix + domain] = owner
         for desc, rate in view.sources:
             details = {**desc.details, "rank": owner.rank, "node": owner.node_rank}
@@ -124,7 +160,8 @@ def merge_views(parts: list[tuple[Owner, MeterView, int]]) -> MeterView:
             sources.append((qualified, rate))
             node_sources.setdefault(owner.node_rank, []).append(qualified)
         faults += [
-            Fault(f.t_ns + offset_ns, f"rank{owner.rank}:{f.source}", f.cause) for f in view.faults
+            Fault(int(clock(np.array([f.t_ns]))[0]), f"rank{owner.rank}:{f.source}", f.cause)
+            for f in view.faults
         ]
         idle.update({prefix + d: w for d, w in view.idle_power_w.items()})
     totals = [

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.carbon import compute_carbon
-from harness.meters.view import MeterView, Owner
+from harness.meters.view import ClockMap, MeterView, Owner
 from harness.metrics import compute_metrics
 from harness.results.schema import (
     SCHEMA_VERSION,
@@ -85,7 +85,7 @@ class RankLayout:
     """How a multi-process run was spread: who measured what (harness/ranks.py)."""
 
     owners: list[Owner]
-    clock_offsets_ns: list[int]
+    clocks: list[ClockMap]
     launcher: str
     backend: str
     ranks_per_node: int
@@ -116,7 +116,8 @@ def _distributed(layout: RankLayout, meter: MeterView, by_domain: dict[str, floa
         world_size=len(layout.owners),
         nnodes=len(nodes),
         ranks_per_node=layout.ranks_per_node,
-        clock_offsets_ns=layout.clock_offsets_ns,
+        clock_offsets_ns=[c.offset_ns for c in layout.clocks],
+        clock_scales=[c.scale for c in layout.clocks],
         ranks=ranks,
         nodes=nodes,
     )

@@ -229,7 +229,8 @@ class DistributedRecord:
     world_size: int
     nnodes: int
     ranks_per_node: int
-    clock_offsets_ns: list[int]  # per rank: added to its times to put them on rank 0's clock
+    clock_offsets_ns: list[int]  # per rank: rank 0's run_start minus this rank's
+    clock_scales: list[float]  # per rank: rank 0's run_start..run_stop over this rank's
     ranks: list[RankRecord]
     nodes: list[NodeRecord]
 

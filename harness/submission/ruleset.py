@@ -21,6 +21,8 @@ class Ruleset:
     min_sample_hz: float
     max_gap_s: float
     coverage_slack_s: float
+    max_edge_skew_s: float
+    max_clock_drift_ppm: float
     energy_tolerance: float
     co2e_tolerance: float
     divisions: dict[str, list[str]]
@@ -49,6 +51,8 @@ def load_ruleset(ruleset_id: str) -> Ruleset:
         min_sample_hz=float(raw["trace"]["min_sample_hz"]),
         max_gap_s=float(raw["trace"]["max_gap_s"]),
         coverage_slack_s=float(raw["trace"]["coverage_slack_s"]),
+        max_edge_skew_s=float(raw["distributed"]["max_edge_skew_s"]),
+        max_clock_drift_ppm=float(raw["distributed"]["max_clock_drift_ppm"]),
         energy_tolerance=float(raw["energy_tolerance"]),
         co2e_tolerance=float(raw["co2e_tolerance"]),
         divisions={k: list(v) for k, v in raw["divisions"].items()},

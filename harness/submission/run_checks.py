@@ -97,8 +97,10 @@ class RunChecks:
                 "a device is unowned or counted twice.",
             )
         sizes = {d["world_size"], len(d["ranks"]), result["system"]["world_size"]}
+        sizes |= {len(d["clock_offsets_ns"]), len(d["clock_scales"])}
         if len(sizes) != 1:
             self.add("DIST-002", rel, f"world size disagrees between fields: {sorted(sizes)}.")
+        self._check_rank_clocks(rel, result["timing"]["duration_s"], d["clock_scales"])
         m = result["metrics"]
         node_sum = sum(n["energy_j"] or 0.0 for n in d["nodes"])
         if m is not None and not close_enough(m["energy_total_j"], node_sum, tol):
@@ -108,6 +110,28 @@ class RunChecks:
                 f"the nodes' energies add up to {node_sum:.6g} J, not the total "
                 f"{m['energy_total_j']:.6g} J.",
             )
+
+    def _check_rank_clocks(self, rel: str, duration_s: float | None, scales: list[float]) -> None:
+        """Each rank's run_start..run_stop, on its own clock, is rank 0's window divided by its
+        clock scale; barrier jitter and crystal drift explain a small difference, a large one
+        means the ranks' edges were not the same steps and the per-rank energies cover
+        different work."""
+        if duration_s is None:
+            return
+        allowed = self.rules.max_edge_skew_s + self.rules.max_clock_drift_ppm * 1e-6 * duration_s
+        for rank, scale in enumerate(scales):
+            if scale <= 0:
+                self.add("DIST-004", rel, f"rank {rank}'s clock scale {scale:g} is not positive.")
+                continue
+            skew_s = duration_s / scale - duration_s
+            if abs(skew_s) > allowed:
+                self.add(
+                    "DIST-004",
+                    rel,
+                    f"rank {rank} timed {duration_s / scale:.3f} s between run_start and run_stop, "
+                    f"rank 0 {duration_s:.3f} s (allowed difference {allowed:.3f} s); every rank "
+                    "must open and close the timed window at the same barriers.",
+                )
 
     def _check_hashes(self, run: Run, folder: Path, result: dict) -> None:
         config = folder / "config.yaml"

@@ -13,6 +13,7 @@ finding has a rule id, a severity, the file, and a sentence the submitter can ac
   CO2-001 carbon arithmetic    CO2-002 intensity table  TARGET-001 target claim
   TARGET-002 non-converged     RUNS-001 run count       DIV-001 provenance    MLLOG-001 MLPerf log
   DIST-001 domain ownership    DIST-002 world size      DIST-003 nodes vs total (multi-process)
+  DIST-004 rank clocks
 """
 
 from __future__ import annotations
