@@ -31,7 +31,12 @@ def _summary(outcome) -> str:
         if eps:
             lines.append(
                 f"  energy per step   {eps.mean_j:.4g} J (mean of {eps.windows} windows of "
-                f"{eps.steps_per_window} steps, cv {100 * eps.cv:.1f}%)"
+                f"{eps.steps_per_window} steps, cv {100 * eps.cv:.1f}%"
+                + (
+                    f", tick-limited: {eps.window_ticks_median:.1f} counter ticks a window)"
+                    if eps.tick_limited
+                    else ")"
+                )
             )
         if m.reached_target:
             lines.append(

@@ -134,6 +134,8 @@ class CpuModelMeterConfig:
 @dataclass
 class NvmlMeterConfig:
     devices: list[int] | None = None  # CUDA-visible indices; None: the GPUs the workload uses
+    tick_s: float | None = None  # the energy counter's update period; None: detected at start
+    allow_mig: bool = False  # meter a MIG-mode GPU's whole-GPU counter (labelled as such)
 
 
 @dataclass
@@ -153,8 +155,9 @@ class PtdaemonMeterConfig:
     port: int = 8888
     interval_ms: int = 1000
     voltage_range: str = "Auto"
-    current_range: str = "Auto"
+    current_range: str = "Auto"  # both given: fixed ranges; else a ranging pass over warm-up
     timeout_s: float = 5.0
+    settle_s: float = 10.0  # wait after changing ranges, before logging (power-dev: 10 s)
 
 
 @dataclass
@@ -172,7 +175,7 @@ class MeterConfig:
     # auto, one source, or several joined by "+": nvml+rapl, nvml+ptdaemon, ...
     # sources: simulated, cpu-model, nvml, rapl, tpu, ptdaemon, ipmi, replay
     source: str = "auto"
-    sample_hz: float = 10.0
+    sample_hz: float | None = None  # None: each source's own rate (NVML: 10 polls per tick)
     on_error: str = "continue"  # continue | stop: what a run does when a meter fails mid-run
     idle_seconds: float = (
         0.0  # measure idle power this long before warm-up (reported, not subtracted)

@@ -243,11 +243,25 @@ def validate(cfg: JoulebenchConfig) -> None:
         "give the simulated meter a positive power, e.g. meter.watts=100",
     )
     _require(
-        0 < mc.sample_hz <= 1000,
+        mc.sample_hz is None or 0 < mc.sample_hz <= 1000,
         "meter.sample_hz",
         mc.sample_hz,
-        "must be in (0, 1000]",
-        "use e.g. meter.sample_hz=10",
+        "must be in (0, 1000], or null for each source's own rate",
+        "leave it unset (NVML then polls 10x per counter tick), or use e.g. meter.sample_hz=50",
+    )
+    _require(
+        mc.nvml.tick_s is None or 0 < mc.nvml.tick_s <= 1,
+        "meter.nvml.tick_s",
+        mc.nvml.tick_s,
+        "must be in (0, 1] s, or null to detect it",
+        "leave it unset: the counter's period is detected at start",
+    )
+    _require(
+        mc.ptdaemon.settle_s >= 0,
+        "meter.ptdaemon.settle_s",
+        mc.ptdaemon.settle_s,
+        "must be >= 0 s",
+        "use power-dev's 10 s",
     )
     _require(
         mc.cpu.tdp_w > 0,

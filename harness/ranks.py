@@ -11,7 +11,7 @@ from typing import Any
 
 from harness.errors import ConfigError, JoulebenchError, MeterError
 from harness.meters.meter import Meter
-from harness.meters.view import ClockMap, MeterView, Owner, merge_views
+from harness.meters.view import ClockMap, MeterView, Owner, ViewAccumulator, merge_views
 from workloads.process_group import ProcessGroup
 
 
@@ -57,19 +57,31 @@ def owner_of(group: ProcessGroup, devices: list[str]) -> Owner:
     return Owner(t.rank, t.local_rank, t.node_rank, t.hostname, devices)
 
 
-def gather_view(
-    group: ProcessGroup, meter: Meter, owner: Owner, edges: tuple[int, int | None]
-) -> tuple[MeterView, list[Owner], list[ClockMap]] | None:
-    """On rank 0: every rank's measurements merged onto rank 0's clock, with the owners and the
-    clock maps; None on other ranks. `edges` are this rank's times of the barrier-aligned
-    run_start and run_stop (None until the run has stopped), which tie the clocks together."""
-    view = meter.view()
-    if not group.distributed:
-        return view, [owner], [ClockMap()]
-    parts = group.gather_object((owner, view, edges))
-    if parts is None:
-        return None
-    ref = parts[0][2]
-    clocks = [ClockMap.between(mine, ref) for _, _, mine in parts]
-    merged = merge_views([(o, v, c) for (o, v, _), c in zip(parts, clocks, strict=True)])
-    return merged, [o for o, _, _ in parts], clocks
+class ViewGather:
+    """Every rank's measurements, merged on rank 0 onto its clock; each call sends only what
+    each rank recorded since the last one, so provisional results at every eval cost a run
+    linear time in its trace, not its length times its evals."""
+
+    def __init__(self) -> None:
+        self.cursors: dict[str, int] = {}
+        self.ranks: dict[int, ViewAccumulator] = {}
+
+    def __call__(
+        self, group: ProcessGroup, meter: Meter, owner: Owner, edges: tuple[int, int | None]
+    ) -> tuple[MeterView, list[Owner], list[ClockMap]] | None:
+        """On rank 0: the merged view, the owners and the clock maps; None on other ranks.
+        `edges` are this rank's times of the barrier-aligned run_start and run_stop (None until
+        the run has stopped), which tie the clocks together."""
+        if not group.distributed:
+            return meter.view(), [owner], [ClockMap()]
+        delta, self.cursors = meter.export(self.cursors)
+        parts = group.gather_object((owner, delta, edges))
+        if parts is None:
+            return None
+        views = [
+            (o, self.ranks.setdefault(o.rank, ViewAccumulator()).add(d), e) for o, d, e in parts
+        ]
+        ref = views[0][2]
+        clocks = [ClockMap.between(mine, ref) for _, _, mine in views]
+        merged = merge_views([(o, v, c) for (o, v, _), c in zip(views, clocks, strict=True)])
+        return merged, [o for o, _, _ in views], clocks

@@ -32,7 +32,7 @@ from harness.meters.factory import build_meter
 from harness.meters.meter import TRACE_HEADER
 from harness.meters.view import ClockMap
 from harness.progress import Progress
-from harness.ranks import check_ownership, gather_view, on_primary, owner_of
+from harness.ranks import ViewGather, check_ownership, on_primary, owner_of
 from harness.results.assemble import RankLayout, assemble_result
 from harness.results.mllog import INTERVAL_END, INTERVAL_START, MLLogger
 from harness.results.schema import Result, to_json_dict
@@ -141,6 +141,7 @@ class Runner:
         self.warnings: list[str] = []
         self.error: str | None = None
         self.status = "running"
+        self.gather = ViewGather()  # rank 0 keeps every rank's measurements; ranks send deltas
         self._live = [0.0, 0.0]  # watts and joules so far, over all ranks, for the progress line
 
     # -- result files ----------------------------------------------------------------------
@@ -154,7 +155,7 @@ class Runner:
         if local_only:
             gathered = (self.meter.view(), [self.owner], [ClockMap()])
         else:
-            gathered = gather_view(self.group, self.meter, self.owner, edges)
+            gathered = self.gather(self.group, self.meter, self.owner, edges)
         if gathered is None:
             return None
         view, owners, clocks = gathered
@@ -247,6 +248,7 @@ class Runner:
         tl.warmup_start_ns = Timeline.now()
         wl.warmup(bench.warmup_steps)
         wl.sync()
+        self.meter.prepare_timed_run()  # e.g. a wall analyzer fixes its ranges from the warm-up
         group.barrier()
         tl.warmup_stop_ns = tl.run_start_ns = Timeline.now()
         mllog.event("init_stop", None, tl.run_start_ns, INTERVAL_END)

@@ -40,15 +40,6 @@ def timed_block(workload, steps: int, window: int) -> tuple[float, list[tuple[in
     return (time.monotonic_ns() - t0) / 1e9 / steps, edges
 
 
-def power_integral(series, t0: int, t1: int) -> float:
-    """Trapezoid integral of a domain's sampled watts over [t0, t1], edges interpolated."""
-    t, w = np.asarray(series.t_ns, dtype=np.float64), np.asarray(series.watts)
-    inside = (t > t0) & (t < t1)
-    ts = np.concatenate([[t0], t[inside], [t1]])
-    ws = np.interp(ts, t, w)
-    return float(np.sum(0.5 * (ws[1:] + ws[:-1]) * np.diff(ts)) / 1e9)
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -62,8 +53,8 @@ def main() -> int:
     args = parser.parse_args()
 
     from harness.config import compose_config
+    from harness.meters.counter import power_integral_j
     from harness.meters.factory import build_meter
-    from harness.metrics import energy_between
     from workloads.build import build_workload
 
     cfg, _ = compose_config(
@@ -85,16 +76,18 @@ def main() -> int:
             meter.stop()
             on.append(step_s)
             sources = [f"{d.provenance} {d.name} ({d.method})" for d, _ in meter.describe()]
+            view = meter.view()
+            at = view.energy_at(np.array([t for edge in edges for t in edge], dtype=np.int64))
             window_j = [
-                sum(energy_between(meter.energy_at, a, b)[d] for d in meter.total_domains)
-                for a, b in edges
+                sum(at[d][2 * i + 1] - at[d][2 * i] for d in view.total_domains)
+                for i in range(len(edges))
             ]
             energy_per_step.append(statistics.fmean(window_j) / window)
-            for domain, series in meter.series.items():
+            for domain, series in view.series.items():
                 if np.isnan(series.watts).all():
                     continue
-                counter = sum(energy_between(meter.energy_at, a, b)[domain] for a, b in edges)
-                integral = sum(power_integral(series, a, b) for a, b in edges)
+                counter = sum(at[domain][1::2] - at[domain][::2])
+                integral = sum(power_integral_j(series.t_ns, series.watts, a, b) for a, b in edges)
                 ratios.append(integral / counter if counter else float("nan"))
         print(
             f"repeat {r + 1}/{args.repeats}: step off {off[-1] * 1e3:.2f} ms, on {on[-1] * 1e3:.2f} ms, "

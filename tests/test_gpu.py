@@ -33,11 +33,12 @@ def test_tiny_benchmarks_on_gpu_are_measured_compiled_bf16(in_tmp, benchmark):
 def test_nvml_counter_agrees_with_instant_power_over_a_matmul_burst(tmp_path):
     import time
 
+    from harness.meters.counter import power_integral_j
     from harness.meters.meter import Meter
     from harness.meters.nvml import NvmlSource
     from harness.metrics import energy_between
 
-    meter = Meter([NvmlSource([torch.cuda.current_device()])], sample_hz=20)
+    meter = Meter([NvmlSource([torch.cuda.current_device()])])  # the rate follows the tick
     meter.start(tmp_path / "power.csv")
     a = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
     torch.cuda.synchronize()
@@ -52,10 +53,9 @@ def test_nvml_counter_agrees_with_instant_power_over_a_matmul_burst(tmp_path):
     meter.stop()
     (domain,) = meter.series
     counter = energy_between(meter.energy_at, t0, t1)[domain]
-    s = meter.series[domain]
-    import numpy as np
-
-    t, w = np.asarray(s.t_ns, dtype=float), np.asarray(s.watts)
-    inside = (t >= t0) & (t <= t1)
-    integral = float(np.trapezoid(w[inside], t[inside] / 1e9))
+    s = meter.series[domain].arrays()
+    integral = power_integral_j(s.t_ns, s.watts, t0, t1)
     assert counter > 0 and integral == pytest.approx(counter, rel=0.05)
+    # the tick was detected and the poll rate chosen from it (H100: ~100 ms, 100 Hz)
+    ((desc, rate),) = meter.describe()
+    assert 0.02 < desc.counter_tick_s[domain] < 0.2 and rate > 0.5 * desc.sample_hz

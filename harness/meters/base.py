@@ -3,12 +3,21 @@
 A source reports, per domain, a cumulative energy in joules and (where it has one) the power
 at the poll. Sources without a hardware counter integrate their own power samples and say so
 in `method`, so every domain downstream looks like a counter and window energy is always a
-difference of cumulative joules at the window edges.
+difference of cumulative joules at the window edges. A hardware counter that updates in steps
+says how often (`tick_period_s`), and its steps are placed where they happened
+(harness/meters/counter.py).
+
+Each source is polled by its own sampler thread at its own rate (`default_hz`, or the
+meter.sample_hz override), so a slow wall meter never delays a GPU's reads. A poll returns a
+`Reading` per healthy domain, stamped right after that domain's own read, and a `DomainFault`
+for a domain that has failed for good; the others go on.
 """
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,6 +30,15 @@ class Reading:
     domain: str
     joules: float  # cumulative since the source opened
     watts: float | None  # power at (or averaged up to) this poll, if the source has it
+    t_ns: int | None = None  # when this domain was read (None: the poll's start)
+
+
+@dataclass(frozen=True)
+class DomainFault:
+    """A domain that failed for good (after any retries): it is no longer polled."""
+
+    domain: str
+    cause: str
 
 
 ROLES = ("device", "total")
@@ -34,6 +52,9 @@ class SourceDescription:
     domains: list[str]
     role: str = "device"  # "total": a wall meter whose reading is the whole system's
     details: dict[str, Any] = field(default_factory=dict)
+    sample_hz: float = 10.0  # the rate its sampler ran at
+    counter_tick_s: dict[str, float] = field(default_factory=dict)  # ticking domains' periods
+    quality: dict[str, int] = field(default_factory=dict)  # readings skipped or retried, by kind
 
 
 class MeterSource(ABC):
@@ -43,6 +64,7 @@ class MeterSource(ABC):
     method: str = "power-sampling"
     provenance: str = "measured"
     role: str = "device"  # "total" for a meter at the plug: device meters are then its breakdown
+    clock: Callable[[], int] = staticmethod(time.monotonic_ns)  # the meter sets its own clock
 
     def covers(self) -> set[str]:
         """The physical things this source measures (e.g. a GPU's UUID, "cpu", "node").
@@ -59,15 +81,42 @@ class MeterSource(ABC):
         """Called once before the first poll, with the clock's time."""
 
     @abstractmethod
-    def poll(self, t_ns: int) -> list[Reading]:
-        """Read every domain now. May raise; the sampler records the fault and stops polling it."""
+    def poll(self, t_ns: int) -> list[Reading | DomainFault]:
+        """Read every domain now. Raising fails the whole source (after transient retries)."""
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release the hardware."""
 
-    def describe(self) -> SourceDescription:
+    def prepare_timed_run(self) -> None:  # noqa: B027 - optional hook
+        """Called once after warm-up, before run_start: a wall analyzer fixes its ranges here."""
+
+    def default_hz(self) -> float:
+        """The poll rate this source wants when meter.sample_hz is not set."""
+        return 10.0
+
+    def tick_period_s(self) -> dict[str, float]:
+        """Domains whose counter advances in steps, with the step period (seconds)."""
+        return {}
+
+    def is_transient(self, exc: Exception) -> bool:
+        """Whether a failed poll is worth retrying (a busy bus, a momentary NotSupported)."""
+        return False
+
+    def quality(self) -> dict[str, int]:
+        """Counts of readings skipped or retried (zero power, counter regressions, retries)."""
+        return {}
+
+    def describe(self, sample_hz: float | None = None) -> SourceDescription:
         return SourceDescription(
-            self.name, self.method, self.provenance, self.domains(), self.role, self.details()
+            self.name,
+            self.method,
+            self.provenance,
+            self.domains(),
+            self.role,
+            self.details(),
+            sample_hz if sample_hz is not None else self.default_hz(),
+            dict(self.tick_period_s()),
+            dict(self.quality()),
         )
 
     def details(self) -> dict[str, Any]:

@@ -44,7 +44,13 @@ def _nvml_available(cfg, info):
 def _nvml_build(cfg, info, topology=None):
     from harness.meters.nvml import NvmlSource
 
-    return NvmlSource(_gpu_indices(cfg, info))
+    # the workload's own GPUs by UUID (torch knows them); configured indices override
+    uuids = None
+    if cfg.nvml.devices is None and info is not None:
+        uuids = info.extra.get("cuda_device_uuids")
+    return NvmlSource(
+        _gpu_indices(cfg, info), uuids=uuids, tick_s=cfg.nvml.tick_s, allow_mig=cfg.nvml.allow_mig
+    )
 
 
 def _rapl_available(cfg, info):
@@ -92,7 +98,13 @@ def _ptd_build(cfg, info, topology=None):
         )
     p = cfg.ptdaemon
     return PtdaemonSource(
-        p.host, p.port, p.interval_ms, p.voltage_range, p.current_range, timeout_s=p.timeout_s
+        p.host,
+        p.port,
+        p.interval_ms,
+        p.voltage_range,
+        p.current_range,
+        timeout_s=p.timeout_s,
+        settle_s=p.settle_s,
     )
 
 

@@ -1,10 +1,15 @@
-"""The composite meter: sources, a background sampler, the streamed trace, and edge interpolation.
+"""The composite meter: sources, one sampler thread each, the streamed trace, and the energy curve.
 
-The training thread never waits on hardware: it only notes timestamps at window edges. A
-background thread polls every source at `sample_hz`, appends each reading to `power.csv`
-(flushed per poll, so a crash loses at most one poll) and to per-domain counter series.
-Window energy is the cumulative counter interpolated linearly at the edge timestamps and
-differenced (DESIGN.md, "Meter"); a final poll at stop() brackets the last edge.
+The training thread never waits on hardware: it only notes timestamps at window edges. Each
+source has its own sampler thread polling at its own rate (a slow wall meter or ipmitool
+never delays NVML), appending every reading to `power.csv` (flushed per poll, so a crash loses
+at most one poll) and to per-domain series.
+
+A ticking counter's series keeps only the rows that carry information: each poll that saw a
+new value, and the last poll before it that saw the old one (the tick's bracket), plus a row
+every KEEP_S while the value stands still, so gaps stay short. Window energy is the counter
+interpolated through its ticks at the edge timestamps (harness/meters/counter.py); stop()
+waits for one more tick after the last edge so that edge is bracketed too.
 """
 
 from __future__ import annotations
@@ -12,62 +17,123 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+from array import array
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from harness.errors import MeterError
-from harness.meters.base import MeterSource, SourceDescription
-from harness.meters.view import DomainSeries, MeterView, total_domains_of
+from harness.meters.base import DomainFault, MeterSource, SourceDescription
+from harness.meters.view import DomainSeries, MeterView, ViewDelta, total_domains_of
 from harness.meters.view import Fault as MeterFault
 
 TRACE_HEADER = "t_ns,domain,watts,joules\n"
+KEEP_S = 0.25  # a standing counter still gets a row this often
+TRANSIENT_RETRIES = 3  # consecutive transient failures of a source before it is a fault
 
 
 class _Series:
-    """Cumulative joules and watts of one domain, in poll order."""
+    """One domain's retained polls, in time order, in compact arrays (8 bytes a value)."""
 
     def __init__(self) -> None:
-        self.t_ns: list[int] = []
-        self.joules: list[float] = []
-        self.watts: list[float] = []
-        self._cache: tuple[int, DomainSeries] | None = None
+        self.ticking = False
+        self._t, self._j, self._w = array("q"), array("d"), array("d")
+        self._pending: tuple[int, float, float] | None = None  # a repeat, kept if a tick follows
+        self._last_t: int | None = None
+        self.last_change_ns: int | None = None  # latest poll that saw a new counter value
+        self._lock = threading.Lock()
+
+    def add(self, t_ns: int, joules: float, watts: float | None) -> list[tuple[int, float, float]]:
+        """Record a poll; returns the rows to stream (none for a repeat that may be thinned)."""
+        w = float("nan") if watts is None else float(watts)
+        with self._lock:
+            if self._last_t is not None and t_ns <= self._last_t:
+                t_ns = self._last_t + 1  # strictly increasing per domain, whatever stamped it
+            self._last_t = t_ns
+            repeat = self.ticking and len(self._j) > 0 and joules == self._j[-1]
+            if repeat and t_ns - self._t[-1] < KEEP_S * 1e9:
+                self._pending = (t_ns, joules, w)
+                return []
+            rows = []
+            if self._pending is not None and not repeat:
+                rows.append(self._pending)
+            if self.ticking and len(self._j) > 0 and not repeat:
+                self.last_change_ns = t_ns
+            rows.append((t_ns, joules, w))
+            self._pending = None
+            for t, j, ww in rows:
+                self._t.append(t)
+                self._j.append(j)
+                self._w.append(ww)
+            return rows
+
+    def flush(self) -> list[tuple[int, float, float]]:
+        """Commit the pending repeat (at stop: the last poll bounds the trace)."""
+        with self._lock:
+            if self._pending is None:
+                return []
+            row, self._pending = self._pending, None
+            self._t.append(row[0])
+            self._j.append(row[1])
+            self._w.append(row[2])
+            return [row]
+
+    def committed(self) -> int:
+        return len(self._t)
+
+    def snapshot(self, start: int = 0) -> tuple[DomainSeries, tuple[int, float, float] | None]:
+        """Committed rows from `start` as arrays, and the pending repeat (the latest poll)."""
+        with self._lock:
+            n = len(self._t)
+            series = DomainSeries(
+                np.frombuffer(self._t, dtype=np.int64, count=n)[start:].copy(),
+                np.frombuffer(self._j, dtype=np.float64, count=n)[start:].copy(),
+                np.frombuffer(self._w, dtype=np.float64, count=n)[start:].copy(),
+            )
+            return series, self._pending
 
     def arrays(self) -> DomainSeries:
-        """The polls as arrays, rebuilt only when polls were added since the last call."""
-        n = min(len(self.t_ns), len(self.joules), len(self.watts))  # the sampler may be mid-append
-        if self._cache is None or self._cache[0] != n:
-            self._cache = (
-                n,
-                DomainSeries(
-                    np.asarray(self.t_ns[:n], dtype=np.int64),
-                    np.asarray(self.joules[:n], dtype=float),
-                    np.asarray(self.watts[:n], dtype=float),
-                ),
-            )
-        return self._cache[1]
+        """Every retained poll, the pending one last."""
+        series, pending = self.snapshot()
+        return series.appended(pending)
+
+    def last(self) -> tuple[float, float] | None:
+        """(joules, watts) at the latest poll."""
+        with self._lock:
+            if self._pending is not None:
+                return self._pending[1], self._pending[2]
+            if not self._t:
+                return None
+            return self._j[-1], self._w[-1]
 
 
 class Meter:
     def __init__(
         self,
         sources: list[MeterSource],
-        sample_hz: float,
+        sample_hz: float | None = None,
         clock: Callable[[], int] = time.monotonic_ns,
     ):
         self._check_no_double_counting(sources)
         self.sources = list(sources)
-        self.sample_hz = sample_hz
+        self.sample_hz = sample_hz  # None: each source at its own default rate
         self.clock = clock
+        for source in self.sources:
+            source.clock = clock
         self.faults: list[MeterFault] = []
+        self.warnings: list[str] = []
         self.series = {domain: _Series() for s in sources for domain in s.domains()}
         self.idle_power_w: dict[str, float] = {}
-        self._active = list(sources)
+        self._failed: set[int] = set()  # ids of sources that failed as a whole
+        self._dead: set[str] = set()  # domains that failed
+        self._errors = {id(s): 0 for s in sources}  # consecutive transient failures
+        self._polls = {id(s): [0, None, None] for s in sources}  # count, first, last poll time
+        self._source_locks = {id(s): threading.Lock() for s in sources}
         self._trace = None
-        self._lock = threading.Lock()
+        self._trace_lock = threading.Lock()
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
 
     @staticmethod
     def _check_no_double_counting(sources: list[MeterSource]) -> None:
@@ -105,13 +171,19 @@ class Meter:
         else every device domain (then device meters are the whole account)."""
         return total_domains_of([(s.role, s.domains()) for s in self.sources])
 
+    def rate_hz(self, source: MeterSource) -> float:
+        return self.sample_hz if self.sample_hz is not None else source.default_hz()
+
     def measure_idle(self, seconds: float) -> dict[str, float]:
-        """Average power per domain over `seconds` of doing nothing (the sampler keeps running)."""
-        self.poll()  # brackets t0
+        """Average power per domain over `seconds` of doing nothing (the samplers keep running);
+        both ends are bracketed by a counter tick."""
+        self.settle(self.clock())
+        self.poll()  # a continuous domain's point just before t0
         t0 = self.clock()
         time.sleep(seconds)
         t1 = self.clock()
-        self.poll()  # brackets t1
+        self.poll()  # ... and just after t1
+        self.settle(t1)
         energy = self.energy_between(t0, t1)
         self.idle_power_w = {d: e / ((t1 - t0) / 1e9) for d, e in energy.items()}
         return self.idle_power_w
@@ -123,28 +195,83 @@ class Meter:
         now = self.clock()
         for source in self.sources:
             source.open(now)
+            for domain in source.tick_period_s():
+                self.series[domain].ticking = True
         self.poll()
-        self._thread = threading.Thread(target=self._run, name="joulebench-sampler", daemon=True)
-        self._thread.start()
+        for source in self.sources:
+            thread = threading.Thread(
+                target=self._run, args=(source,), name=f"joulebench-{source.name}", daemon=True
+            )
+            self._threads.append(thread)
+            thread.start()
+
+    def prepare_timed_run(self) -> None:
+        """After warm-up, before run_start: sources that must settle first (a wall analyzer
+        fixing its ranges) do so now. A failure here is a fault of that source."""
+        for source in self.sources:
+            if id(source) in self._failed:
+                continue
+            try:
+                with self._source_locks[id(source)]:
+                    source.prepare_timed_run()
+            except Exception as exc:  # noqa: BLE001 - a failing meter must not kill the run
+                self._fail_source(source, self.clock(), f"{type(exc).__name__}: {exc}")
+
+    def settle(self, after_ns: int) -> bool:
+        """Wait until every live ticking counter has ticked after `after_ns`, so an edge there
+        is bracketed: polling those sources fast meanwhile, for at most three tick periods (two
+        seconds at most). Says so in the warnings when a counter did not tick in time."""
+        ticking = [s for s in self.sources if s.tick_period_s() and id(s) not in self._failed]
+        if not ticking or self._trace is None:
+            return True
+        periods = [p for s in ticking for p in s.tick_period_s().values()]
+        deadline = time.monotonic() + min(2.0, 3 * max(periods))
+        while True:
+            late = [
+                d
+                for s in ticking
+                for d in s.tick_period_s()
+                if d not in self._dead
+                and (
+                    self.series[d].last_change_ns is None
+                    or self.series[d].last_change_ns <= after_ns
+                )
+            ]
+            if not late:
+                return True
+            if time.monotonic() > deadline:
+                self.warnings.append(
+                    f"{', '.join(late)}: no counter tick after the last edge; up to one tick of "
+                    "energy before it is missing."
+                )
+                return False
+            for source in ticking:
+                self._poll_source(source)
+            time.sleep(0.002)
 
     def stop(self) -> None:
-        if self._thread is not None:
-            self._stop.set()
-            self._thread.join()
-            self._thread = None
+        if self._trace is not None:
+            self.settle(self.clock())  # brackets the last window edge
+        self._stop.set()
+        for thread in self._threads:
+            thread.join()
+        self._threads = []
         if self._trace is None:
             return
-        self.poll()  # brackets the last window edge
+        self.poll()  # the trace reaches past the last edge
+        for domain, series in self.series.items():
+            self._write(domain, series.flush())
         for source in self.sources:
             try:
                 source.close()
             except Exception as exc:  # noqa: BLE001 - closing must not lose the measurements
-                if source in self._active:  # a source that already failed may well fail to close
+                if id(source) not in self._failed:  # a source that failed may well fail to close
                     self.faults.append(
                         MeterFault(self.clock(), source.name, f"close failed: {exc}")
                     )
-        self._trace.close()
-        self._trace = None
+        with self._trace_lock:
+            self._trace.close()
+            self._trace = None
 
     def release(self) -> None:
         """Close the sources of a meter that never started (a run that failed in set-up), so
@@ -153,79 +280,120 @@ class Meter:
             with contextlib.suppress(Exception):
                 source.close()
 
-    def _run(self) -> None:
-        period = 1.0 / self.sample_hz
+    def _run(self, source: MeterSource) -> None:
+        period = 1.0 / self.rate_hz(source)
         next_t = time.monotonic() + period
         while not self._stop.wait(max(0.0, next_t - time.monotonic())):
-            self.poll()
+            if id(source) in self._failed:
+                return
+            self._poll_source(source)
             next_t = max(next_t + period, time.monotonic())
 
     def poll(self) -> None:
-        """Read every active source once, append to the series and stream to the trace."""
-        with self._lock:
-            rows = []
-            for source in list(self._active):
-                t_ns = self.clock()
-                try:
-                    readings = source.poll(t_ns)
-                except Exception as exc:  # noqa: BLE001 - a failing meter must not kill the run
-                    self.faults.append(
-                        MeterFault(t_ns, source.name, f"{type(exc).__name__}: {exc}")
-                    )
-                    self._active.remove(source)
+        """Read every live source once (what each sampler thread does at its own rate)."""
+        for source in self.sources:
+            self._poll_source(source)
+
+    def _poll_source(self, source: MeterSource) -> None:
+        key = id(source)
+        with self._source_locks[key]:
+            if key in self._failed:
+                return
+            t_ns = self.clock()
+            try:
+                readings = source.poll(t_ns)
+            except Exception as exc:  # noqa: BLE001 - a failing meter must not kill the run
+                if source.is_transient(exc) and self._errors[key] < TRANSIENT_RETRIES:
+                    self._errors[key] += 1
+                    return
+                self._fail_source(source, t_ns, f"{type(exc).__name__}: {exc}")
+                return
+            self._errors[key] = 0
+            count = self._polls[key]
+            count[0] += 1
+            count[1] = t_ns if count[1] is None else count[1]
+            count[2] = t_ns
+            for r in readings:
+                if isinstance(r, DomainFault):
+                    if r.domain not in self._dead:
+                        self._dead.add(r.domain)
+                        self.faults.append(MeterFault(t_ns, source.name, f"{r.domain}: {r.cause}"))
                     continue
-                for r in readings:
-                    s = self.series[r.domain]
-                    s.t_ns.append(t_ns)
-                    s.joules.append(r.joules)
-                    s.watts.append(r.watts if r.watts is not None else float("nan"))
-                    watts = "" if r.watts is None else f"{r.watts:.4f}"
-                    rows.append(f"{t_ns},{r.domain},{watts},{r.joules:.6f}\n")
-            if self._trace is not None and rows:
-                self._trace.write("".join(rows))
+                if r.domain in self._dead:
+                    continue
+                stamp = r.t_ns if r.t_ns is not None else t_ns
+                self._write(r.domain, self.series[r.domain].add(stamp, r.joules, r.watts))
+
+    def _fail_source(self, source: MeterSource, t_ns: int, cause: str) -> None:
+        self._failed.add(id(source))
+        self._dead.update(source.domains())
+        self.faults.append(MeterFault(t_ns, source.name, cause))
+
+    def _write(self, domain: str, rows: list[tuple[int, float, float]]) -> None:
+        if not rows:
+            return
+        text = "".join(f"{t},{domain},{'' if w != w else f'{w:.4f}'},{j:.6f}\n" for t, j, w in rows)
+        with self._trace_lock:
+            if self._trace is not None:
+                self._trace.write(text)
                 self._trace.flush()
 
     # -- queries ---------------------------------------------------------------------------
     def view(self) -> MeterView:
-        """What the meter has recorded so far, as arrays (cheap: cached per domain)."""
+        """What the meter has recorded so far, as arrays."""
         return MeterView(
             series={d: s.arrays() for d, s in self.series.items()},
             sources=self.describe(),
             total_domains=self.total_domains,
             faults=list(self.faults),
             idle_power_w=dict(self.idle_power_w),
-            sample_hz=self.sample_hz,
+            warnings=list(self.warnings),
         )
 
-    def energy_at(self, t_ns: int) -> dict[str, float]:
-        """Cumulative joules per domain at t_ns, linearly interpolated between polls."""
+    def export(self, cursors: dict[str, int]) -> tuple[ViewDelta, dict[str, int]]:
+        """What was recorded since `cursors` (committed rows per domain), and the new cursors:
+        a rank sends only this to rank 0 at each provisional result."""
+        series, moved = {}, {}
+        for domain, s in self.series.items():
+            start = cursors.get(domain, 0)
+            rows, pending = s.snapshot(start)
+            series[domain] = (rows, pending)
+            moved[domain] = start + rows.t_ns.size
+        delta = ViewDelta(
+            series,
+            self.describe(),
+            self.total_domains,
+            list(self.faults),
+            dict(self.idle_power_w),
+            list(self.warnings),
+        )
+        return delta, moved
+
+    def energy_at(self, t_ns):
+        """Cumulative joules per domain at t_ns (a time or an array of times)."""
         return self.view().energy_at(t_ns)
 
     def energy_between(self, t0_ns: int, t1_ns: int) -> dict[str, float]:
-        e0, e1 = self.energy_at(t0_ns), self.energy_at(t1_ns)
-        return {d: e1[d] - e0[d] for d in e1}
+        return self.view().energy_between(t0_ns, t1_ns)
 
     def latest_joules(self) -> float:
         """System joules at the last poll (total domains only: a wall meter's breakdown is not
         added to it)."""
-        series = [self.series[d] for d in self.total_domains]
-        return sum(s.joules[-1] for s in series if s.joules)
+        lasts = [self.series[d].last() for d in self.total_domains]
+        return sum(last[0] for last in lasts if last is not None)
 
     def latest_watts(self) -> float:
-        series = [self.series[d] for d in self.total_domains]
-        return sum(s.watts[-1] for s in series if s.watts and s.watts[-1] == s.watts[-1])
+        lasts = [self.series[d].last() for d in self.total_domains]
+        return sum(last[1] for last in lasts if last is not None and last[1] == last[1])
 
     def power_peak_w(self, t0_ns: int, t1_ns: int) -> float | None:
         return self.view().power_peak_w(t0_ns, t1_ns)
 
     def describe(self) -> list[tuple[SourceDescription, float | None]]:
-        """Each source with its measured sample rate (polls per second over the trace)."""
+        """Each source with its measured poll rate (polls per second while it ran)."""
         out = []
         for source in self.sources:
-            rates = []
-            for domain in source.domains():
-                t = self.series[domain].t_ns
-                if len(t) > 1 and t[-1] > t[0]:
-                    rates.append((len(t) - 1) / ((t[-1] - t[0]) / 1e9))
-            out.append((source.describe(), min(rates) if rates else None))
+            count, first, last = self._polls[id(source)]
+            rate = (count - 1) / ((last - first) / 1e9) if count > 1 and last > first else None
+            out.append((source.describe(self.rate_hz(source)), rate))
         return out

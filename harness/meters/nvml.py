@@ -1,25 +1,39 @@
-"""NVIDIA GPUs through NVML (package nvidia-ml-py, imported as pynvml).
+"""NVIDIA GPUs through NVML (package nvidia-ml-py, imported as pynvml), as Zeus reads them.
 
-Per GPU, the total-energy counter (nvmlDeviceGetTotalEnergyConsumption, mJ since the driver
-loaded) is the measurement: it advances about every 100 ms on an H100, and window energy is
-its difference interpolated at the window edges. Instant power (NVML_FI_DEV_POWER_INSTANT)
-is sampled for the trace; nvmlDeviceGetPowerUsage is a 1 s average on Hopper and integrating
-it under-reads bursts (about 5% on an 8 s matmul burst, measured on an H100), so it is only a
-last resort. A GPU without the counter falls back to integrating instant power, and the
-source then says `power-sampling`.
+Per GPU, the total-energy counter (NVML_FI_DEV_TOTAL_ENERGY_CONSUMPTION, mJ since the driver
+loaded) is the measurement. It advances in ticks, about every 100 ms on an H100: the period is
+detected at open by reading it fast (harness/meters/counter.py), the default poll rate follows
+from it (100 Hz for 100 ms ticks), and window energy is the counter interpolated through its
+ticks. Energy and instant power (NVML_FI_DEV_POWER_INSTANT) come from one
+nvmlDeviceGetFieldValues call, stamped with the timestamp NVML returns (clamped to the call's
+span). nvmlDeviceGetPowerUsage is a 1 s average on Hopper and integrating it under-reads bursts,
+so a GPU without the counter integrates instant power and the source says `power-sampling`.
 
-Which GPUs: the ones the workload uses (as CUDA-visible indices), mapped through
-CUDA_VISIBLE_DEVICES to NVML devices; indices in CUDA_VISIBLE_DEVICES are read as NVML
-(PCI bus) order, so set CUDA_DEVICE_ORDER=PCI_BUS_ID when you use them, or give UUIDs.
+Faults stay local: a failed power read leaves the counter going (the reading has no watts);
+a transient error (NotSupported, Unknown, Timeout) is retried on the next polls before that GPU
+is declared failed; one GPU failing never stops the others. 0 mW readings and counter values
+below the last one are skipped and counted (`quality` in the result).
+
+Which GPUs: the ones the workload uses, matched by UUID (torch gives each CUDA device's UUID),
+never by index order; failing that, CUDA-visible indices through CUDA_VISIBLE_DEVICES. A GPU
+in MIG mode has one counter for all its slices: refused unless meter.nvml.allow_mig is set,
+then labelled. On Grace Hopper, where GPU-scope power is not offered, the module-scope reading
+(Grace CPU + GPU + memory) is used and labelled as module power.
 """
 
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
 from harness.errors import MeterError
-from harness.meters.base import MeterSource, PowerIntegrator, Reading
+from harness.meters.base import DomainFault, MeterSource, PowerIntegrator, Reading
+from harness.meters.counter import detect_tick_period, poll_hz_for_tick
+
+ASSUMED_TICK_S = 0.1  # when detection sees too few ticks: the Hopper/Ampere period
+RETRIES = 3  # consecutive transient failures of one GPU before it is a fault
+RESET_AFTER = 5  # consecutive readings below the last one before it counts as a counter reset
 
 
 def _text(value: Any) -> str:
@@ -54,23 +68,33 @@ def available(nvml=None) -> tuple[bool, str]:
     return True, f"NVML sees {count} GPU(s)"
 
 
-def _visible_handles(nvml, cuda_indices: list[int] | None) -> list:
-    """NVML handles of the CUDA-visible GPUs the workload uses (all visible ones by default)."""
+def _visible_entries(nvml) -> list[str]:
     env = os.environ.get("CUDA_VISIBLE_DEVICES")
     if env is not None and env.strip() == "":
         raise MeterError(
             "CUDA_VISIBLE_DEVICES is empty: this process sees no GPU.", "unset it or list GPUs."
         )
-    entries = (
-        [e.strip() for e in env.split(",")]
-        if env
-        else [str(i) for i in range(nvml.nvmlDeviceGetCount())]
-    )
-    chosen = (
-        entries if cuda_indices is None else [entries[i] for i in cuda_indices if i < len(entries)]
-    )
+    if env:
+        return [e.strip() for e in env.split(",")]
+    return [str(i) for i in range(nvml.nvmlDeviceGetCount())]
+
+
+def _handles(nvml, cuda_indices: list[int] | None, uuids: list[str] | None) -> list:
+    """NVML handles of the workload's GPUs: by UUID when known, else by CUDA-visible index."""
+    if uuids:
+        entries = [u if u.startswith(("GPU-", "MIG-")) else f"GPU-{u}" for u in uuids]
+    else:
+        visible = _visible_entries(nvml)
+        missing = [i for i in cuda_indices or [] if not 0 <= i < len(visible)]
+        if missing:
+            raise MeterError(
+                f"GPU index {missing[0]} does not exist: this process sees {len(visible)} GPU(s) "
+                f"({', '.join(visible)}).",
+                "set meter.nvml.devices to CUDA-visible indices that exist, or leave it unset.",
+            )
+        entries = visible if cuda_indices is None else [visible[i] for i in cuda_indices]
     handles = []
-    for entry in chosen:
+    for entry in entries:
         if entry.startswith("MIG-"):
             raise MeterError(
                 f"GPU {entry} is a MIG instance; NVML has no energy counter per MIG slice.",
@@ -84,47 +108,156 @@ def _visible_handles(nvml, cuda_indices: list[int] | None) -> list:
 
 
 class _Gpu:
-    """One GPU's counter state: reset-safe cumulative joules, or integrated power without a counter."""
+    """One GPU: its fields, counter state (reset-safe), and its own error and skip counts."""
 
-    def __init__(self, nvml, handle):
+    def __init__(self, nvml, handle, allow_mig: bool):
         self.nvml, self.handle = nvml, handle
         self.index = nvml.nvmlDeviceGetIndex(handle)
         self.domain = f"gpu:{self.index}"
         self.uuid = _text(nvml.nvmlDeviceGetUUID(handle))
         self.name = _text(nvml.nvmlDeviceGetName(handle))
+        self.mig = self._mig_on()
+        if self.mig and not allow_mig:
+            raise MeterError(
+                f"GPU {self.index} ({self.uuid}) is in MIG mode: its energy counter covers every "
+                "slice, not only this workload's.",
+                "meter a GPU without MIG, or set meter.nvml.allow_mig=true to record the whole "
+                "GPU's energy, labelled as such.",
+            )
+        self.scope = self._power_scope()
         self.has_counter = True
-        self.resets = 0
+        self.tick_s: float | None = None
+        self.tick_detected = False
+        self.counts = dict.fromkeys(
+            (
+                "zero_power_skipped",
+                "power_read_failed",
+                "counter_regressions_skipped",
+                "transient_retries",
+                "counter_resets",
+            ),
+            0,
+        )
+        self.failed = False
         self._first_mj: int | None = None
         self._last_mj: int | None = None
         self._offset_j = 0.0
+        self._below = 0  # consecutive readings below the last one
+        self._errors = 0  # consecutive transient errors
         self._integrator = PowerIntegrator()
 
-    def probe_counter(self) -> None:
+    def _mig_on(self) -> bool:
         try:
-            self._first_mj = self._last_mj = self.nvml.nvmlDeviceGetTotalEnergyConsumption(
-                self.handle
-            )
-        except self.nvml.NVMLError_NotSupported:
-            self.has_counter = False
+            current, _pending = self.nvml.nvmlDeviceGetMigMode(self.handle)
+        except self.nvml.NVMLError:  # NotSupported: a GPU without MIG
+            return False
+        return current == self.nvml.NVML_DEVICE_MIG_ENABLE
 
-    def power_w(self) -> float:
+    def _power_scope(self) -> int:
+        """GPU scope where offered; module scope on Grace Hopper (as zeus/device/gpu/nvidia.py)."""
         nvml = self.nvml
-        field = nvml.nvmlDeviceGetFieldValues(self.handle, [nvml.NVML_FI_DEV_POWER_INSTANT])[0]
-        if field.nvmlReturn == nvml.NVML_SUCCESS:
-            return field.value.uiVal / 1000.0
-        return nvml.nvmlDeviceGetPowerUsage(self.handle) / 1000.0  # a 1 s average on Hopper
+        for scope in (nvml.NVML_POWER_SCOPE_GPU, nvml.NVML_POWER_SCOPE_MODULE):
+            field = nvml.nvmlDeviceGetFieldValues(
+                self.handle, [(nvml.NVML_FI_DEV_POWER_INSTANT, scope)]
+            )[0]
+            if field.nvmlReturn == nvml.NVML_SUCCESS:
+                return scope
+        return nvml.NVML_POWER_SCOPE_GPU
 
-    def read(self, t_ns: int) -> Reading:
-        watts = self.power_w()
-        if not self.has_counter:
-            return Reading(self.domain, self._integrator.add(t_ns, watts), watts)
-        mj = self.nvml.nvmlDeviceGetTotalEnergyConsumption(self.handle)
-        if mj < self._last_mj:  # the counter restarted (driver reload or reset): keep what we had
-            self.resets += 1
+    @property
+    def module_scope(self) -> bool:
+        return self.scope == self.nvml.NVML_POWER_SCOPE_MODULE
+
+    def fields(self):
+        nvml = self.nvml
+        return nvml.nvmlDeviceGetFieldValues(
+            self.handle,
+            [
+                (nvml.NVML_FI_DEV_TOTAL_ENERGY_CONSUMPTION, 0),
+                (nvml.NVML_FI_DEV_POWER_INSTANT, self.scope),
+            ],
+        )
+
+    def probe(self, tick_s: float | None) -> None:
+        energy = self.fields()[0]
+        if energy.nvmlReturn == self.nvml.NVML_ERROR_NOT_SUPPORTED:
+            self.has_counter = False
+            return
+        self._first_mj = self._last_mj = energy.value.ullVal
+        if tick_s is not None:
+            self.tick_s = tick_s
+            return
+        detected = detect_tick_period(lambda: self.fields()[0].value.ullVal)
+        self.tick_detected = detected is not None
+        self.tick_s = detected or ASSUMED_TICK_S
+
+    def _transient(self, cause: str) -> DomainFault | None:
+        self._errors += 1
+        self.counts["transient_retries"] += 1
+        if self._errors > RETRIES:
+            self.failed = True
+            return DomainFault(self.domain, f"{cause} ({RETRIES} retries)")
+        return None
+
+    def _watts(self, field) -> float | None:
+        if field.nvmlReturn != self.nvml.NVML_SUCCESS:
+            self.counts["power_read_failed"] += 1
+            return None
+        if field.value.uiVal == 0:
+            self.counts["zero_power_skipped"] += 1
+            return None
+        return field.value.uiVal / 1000.0
+
+    def _joules(self, mj: int) -> float | None:
+        """Cumulative joules from a counter value; None for a reading to skip."""
+        if mj < self._last_mj:
+            self._below += 1
+            if self._below < RESET_AFTER:  # a glitch: skip it, keep the last good value
+                self.counts["counter_regressions_skipped"] += 1
+                return None
+            # it stayed lower: the counter restarted (driver reload, GPU reset); keep what we had
+            self.counts["counter_resets"] += 1
             self._offset_j += (self._last_mj - self._first_mj) / 1000.0
-            self._first_mj = 0
+            self._first_mj = mj
+        self._below = 0
         self._last_mj = mj
-        return Reading(self.domain, self._offset_j + (mj - self._first_mj) / 1000.0, watts)
+        return self._offset_j + (mj - self._first_mj) / 1000.0
+
+    def read(self, clock) -> Reading | DomainFault | None:
+        nvml = self.nvml
+        before = clock()
+        try:
+            energy, power = self.fields()
+        except nvml.NVMLError as exc:
+            if isinstance(
+                exc, (nvml.NVMLError_NotSupported, nvml.NVMLError_Unknown, nvml.NVMLError_Timeout)
+            ):
+                return self._transient(str(exc))
+            self.failed = True
+            return DomainFault(self.domain, str(exc))
+        after = clock()
+        watts = self._watts(power)
+        if not self.has_counter:
+            self._errors = 0
+            if watts is None:
+                return None
+            return Reading(self.domain, self._integrator.add(after, watts), watts, after)
+        if energy.nvmlReturn != nvml.NVML_SUCCESS:
+            return self._transient(str(nvml.NVMLError(energy.nvmlReturn)))
+        self._errors = 0
+        joules = self._joules(energy.value.ullVal)
+        if joules is None:
+            return None
+        return Reading(self.domain, joules, watts, self._stamp(energy.timestamp, before, after))
+
+    @staticmethod
+    def _stamp(timestamp_us: int, before: int, after: int) -> int:
+        """NVML's timestamp (CPU wall clock, microseconds) on the meter's clock, clamped to
+        the call: the value was read during it."""
+        if timestamp_us <= 0:
+            return after
+        age_ns = time.time_ns() - timestamp_us * 1000
+        return min(after, max(before, after - age_ns))
 
 
 class NvmlSource(MeterSource):
@@ -132,16 +265,28 @@ class NvmlSource(MeterSource):
     method = "energy-counter"
     provenance = "measured"
 
-    def __init__(self, cuda_indices: list[int] | None = None, nvml=None):
+    def __init__(
+        self,
+        cuda_indices: list[int] | None = None,
+        nvml=None,
+        uuids: list[str] | None = None,
+        tick_s: float | None = None,
+        allow_mig: bool = False,
+    ):
         self.nvml = nvml or load_pynvml()
+        self.configured_tick_s = tick_s
         try:
             self.nvml.nvmlInit()
-            self.gpus = [_Gpu(self.nvml, h) for h in _visible_handles(self.nvml, cuda_indices)]
+            handles = _handles(self.nvml, cuda_indices, uuids)
+            self.gpus = [_Gpu(self.nvml, h, allow_mig) for h in handles]
         except self.nvml.NVMLError as exc:
             raise MeterError(
                 f"NVML failed while opening the GPUs: {exc}.",
                 "check nvidia-smi works here, or pick another meter.",
             ) from exc
+        except MeterError:
+            self.nvml.nvmlShutdown()
+            raise
         if not self.gpus:
             raise MeterError(
                 "NVML found none of the workload's GPUs.", "check CUDA_VISIBLE_DEVICES."
@@ -154,7 +299,10 @@ class NvmlSource(MeterSource):
         return [g.domain for g in self.gpus]
 
     def covers(self) -> set[str]:
-        return {f"gpu:{g.uuid}" for g in self.gpus}
+        things = {f"gpu:{g.uuid}" for g in self.gpus}
+        if any(g.module_scope for g in self.gpus):
+            things.add("cpu")  # a Grace Hopper module's reading includes its Grace CPU
+        return things
 
     def _snapshot(self, gpu: _Gpu) -> dict:
         nvml = self.nvml
@@ -164,19 +312,45 @@ class NvmlSource(MeterSource):
         }
 
     def open(self, t_ns: int) -> None:
+        detected: dict[str, float | None] = {}  # one detection per GPU model, as Zeus does
         for gpu in self.gpus:
-            gpu.probe_counter()
+            tick = self.configured_tick_s if self.configured_tick_s else detected.get(gpu.name)
+            gpu.probe(tick)
+            if gpu.has_counter:
+                detected.setdefault(gpu.name, gpu.tick_s)
             self._start[gpu.domain] = self._snapshot(gpu)
         if not all(g.has_counter for g in self.gpus):
             self.method = "power-sampling"
 
-    def poll(self, t_ns: int) -> list[Reading]:
-        return [gpu.read(t_ns) for gpu in self.gpus]
+    def tick_period_s(self) -> dict[str, float]:
+        return {g.domain: g.tick_s for g in self.gpus if g.has_counter and g.tick_s}
+
+    def default_hz(self) -> float:
+        ticks = self.tick_period_s().values()
+        return poll_hz_for_tick(min(ticks)) if ticks else 20.0
+
+    def poll(self, t_ns: int) -> list[Reading | DomainFault]:
+        out = []
+        for gpu in self.gpus:
+            if gpu.failed:
+                continue
+            reading = gpu.read(self.clock)  # stamped right after this GPU's own read
+            if reading is not None:
+                out.append(reading)
+        return out
+
+    def quality(self) -> dict[str, int]:
+        totals: dict[str, int] = {}
+        for gpu in self.gpus:
+            for key, n in gpu.counts.items():
+                totals[key] = totals.get(key, 0) + n
+        return totals
 
     def close(self) -> None:
         try:
             for gpu in self.gpus:
-                self._end[gpu.domain] = self._snapshot(gpu)
+                if not gpu.failed:
+                    self._end[gpu.domain] = self._snapshot(gpu)
         finally:
             self.nvml.nvmlShutdown()
 
@@ -190,7 +364,11 @@ class NvmlSource(MeterSource):
                     "uuid": g.uuid,
                     "name": g.name,
                     "energy_counter": g.has_counter,
-                    "counter_resets": g.resets,
+                    "counter_tick_s": g.tick_s,
+                    "tick_detected": g.tick_detected,
+                    "power_scope": "module (Grace CPU + GPU + memory)" if g.module_scope else "gpu",
+                    "mig": "on: the whole GPU's energy, every slice's work" if g.mig else "off",
+                    **g.counts,
                     "at_start": self._start.get(g.domain),
                     "at_end": self._end.get(g.domain),
                 }

@@ -4,6 +4,11 @@ Top-level zones (`intel-rapl:N`, named `package-N`) are the CPU packages; their 
 is memory. `core` and `uncore` subzones are parts of the package and are never added to it, and
 `psys` (the whole platform) and the MMIO duplicates of the packages are skipped, so nothing is
 counted twice. `energy_uj` wraps at `max_energy_range_uj`; a decrease is a wrap.
+
+The counters tick about every millisecond (Intel SDM vol. 3B, 15.10.1: the energy status
+registers update every ~976 us); the period is detected at open and used to place each value
+(harness/meters/counter.py): at a 10 Hz poll a value is at most one tick old, so it sits just
+before its poll. A read that fails (sysfs busy) is retried on the next polls.
 """
 
 from __future__ import annotations
@@ -14,6 +19,9 @@ from pathlib import Path
 
 from harness.errors import MeterError
 from harness.meters.base import MeterSource, Reading
+from harness.meters.counter import detect_tick_period
+
+RAPL_TICK_S = 0.000976  # Intel SDM 15.10.1; used when detection sees no tick (a static file)
 
 ROOT_ONLY_FIX = (
     "energy_uj is readable by root only since Linux 5.10 (CVE-2020-8694): run as root, or "
@@ -86,6 +94,8 @@ class RaplSource(MeterSource):
         self.root = Path(root)
         self.zones = discover_zones(self.root)
         self.wraps = 0
+        self.tick_s: float | None = None  # detected at open
+        self.tick_detected = False
 
     def domains(self) -> list[str]:
         return [z.domain for z in self.zones]
@@ -96,18 +106,29 @@ class RaplSource(MeterSource):
     def open(self, t_ns: int) -> None:
         for zone in self.zones:
             zone.last_uj = int(_read(zone.path / "energy_uj"))
+        first = self.zones[0].path / "energy_uj"
+        detected = detect_tick_period(lambda: _read(first), duration_s=0.05, pause_s=0.0001)
+        self.tick_s = detected if detected is not None else RAPL_TICK_S
+        self.tick_detected = detected is not None
+
+    def tick_period_s(self) -> dict[str, float]:
+        return {z.domain: self.tick_s for z in self.zones} if self.tick_s else {}
+
+    def is_transient(self, exc: Exception) -> bool:
+        return isinstance(exc, (OSError, ValueError))  # a busy or half-written sysfs read
 
     def poll(self, t_ns: int) -> list[Reading]:
         out = []
         for zone in self.zones:
             now = int(_read(zone.path / "energy_uj"))
+            stamp = self.clock()
             delta = now - zone.last_uj
             if delta < 0:  # wrapped past max_energy_range_uj
                 delta += zone.max_range_uj
                 self.wraps += 1
             zone.joules += delta / 1e6
             zone.last_uj = now
-            out.append(Reading(zone.domain, zone.joules, None))
+            out.append(Reading(zone.domain, zone.joules, None, stamp))
         return out
 
     def details(self) -> dict:
@@ -115,4 +136,6 @@ class RaplSource(MeterSource):
             "root": str(self.root),
             "zones": {z.domain: str(z.path) for z in self.zones},
             "wraps": self.wraps,
+            "counter_tick_s": self.tick_s,
+            "tick_detected": self.tick_detected,
         }

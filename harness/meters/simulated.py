@@ -18,6 +18,9 @@ class SimulatedSource(MeterSource):
         self.watts, self.domain = float(watts), domain
         self._t0_ns: int | None = None
 
+    def default_hz(self) -> float:
+        return 20.0
+
     def domains(self) -> list[str]:
         return [self.domain]
 

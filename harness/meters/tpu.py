@@ -59,6 +59,9 @@ class TpuSource(MeterSource):
         self.watts_per_chip, self.duty_cycle = float(watts_per_chip), duty_cycle
         self._t0: int | None = None
 
+    def default_hz(self) -> float:
+        return 2.0
+
     def domains(self) -> list[str]:
         return [f"tpu:0-{self.chips - 1}"]
 

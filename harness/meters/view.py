@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from harness.meters.base import SourceDescription
+from harness.meters.counter import EnergyCurve
 
 
 @dataclass
@@ -32,6 +33,27 @@ class DomainSeries:
     t_ns: np.ndarray  # int64, poll times
     joules: np.ndarray  # cumulative
     watts: np.ndarray  # NaN where the source has no power reading
+
+    def appended(self, row: tuple[int, float, float] | None) -> DomainSeries:
+        """This series with one more (t_ns, joules, watts) row; itself when `row` is None."""
+        if row is None:
+            return self
+        return DomainSeries(
+            np.append(self.t_ns, np.int64(row[0])),
+            np.append(self.joules, row[1]),
+            np.append(self.watts, row[2]),
+        )
+
+    def concat(self, other: DomainSeries) -> DomainSeries:
+        return DomainSeries(
+            np.concatenate([self.t_ns, other.t_ns]),
+            np.concatenate([self.joules, other.joules]),
+            np.concatenate([self.watts, other.watts]),
+        )
+
+    @classmethod
+    def empty(cls) -> DomainSeries:
+        return cls(np.zeros(0, np.int64), np.zeros(0), np.zeros(0))
 
 
 @dataclass
@@ -80,20 +102,35 @@ class ClockMap:
 @dataclass
 class MeterView:
     series: dict[str, DomainSeries]
-    sources: list[tuple[SourceDescription, float | None]]  # with measured sample rate
+    sources: list[tuple[SourceDescription, float | None]]  # with measured poll rate
     total_domains: list[str]  # summed for every total (a wall meter's, else every device's)
     faults: list[Fault] = field(default_factory=list)
     idle_power_w: dict[str, float] = field(default_factory=dict)
-    sample_hz: float = 10.0
     owners: dict[str, Owner] = field(default_factory=dict)  # domain -> owner (merged views)
+    warnings: list[str] = field(default_factory=list)
+    _curve: EnergyCurve | None = field(default=None, repr=False, compare=False)
 
-    def energy_at(self, t_ns: int) -> dict[str, float]:
-        """Cumulative joules per domain at t_ns, linearly interpolated between polls."""
-        return {
-            d: float(np.interp(t_ns, s.t_ns, s.joules))
-            for d, s in self.series.items()
-            if s.t_ns.size
-        }
+    @property
+    def counter_tick_s(self) -> dict[str, float]:
+        """The tick period of every ticking counter domain."""
+        return {d: p for desc, _ in self.sources for d, p in desc.counter_tick_s.items()}
+
+    @property
+    def curve(self) -> EnergyCurve:
+        """Each domain's energy through its ticks, built once per view (linear in its length)."""
+        if self._curve is None:
+            self._curve = EnergyCurve.from_polls(
+                {d: (s.t_ns, s.joules) for d, s in self.series.items()}, self.counter_tick_s
+            )
+        return self._curve
+
+    def energy_at(self, t_ns):
+        """Cumulative joules per domain at t_ns (a time, or an array of times at once)."""
+        return self.curve.energy_at(t_ns)
+
+    def energy_between(self, t0_ns: int, t1_ns: int) -> dict[str, float]:
+        e = self.energy_at(np.array([t0_ns, t1_ns]))
+        return {d: float(v[1] - v[0]) for d, v in e.items()}
 
     def power_peak_w(self, t0_ns: int, t1_ns: int) -> float | None:
         """Peak of the summed power of the total domains over [t0, t1], each domain
@@ -102,8 +139,7 @@ class MeterView:
         curves = [(s.t_ns, s.watts) for s in curves if s.t_ns.size]
         if not curves:
             return None
-        times = np.unique(np.concatenate([t for t, _ in curves]))
-        times = times[(times >= t0_ns) & (times <= t1_ns)]
+        times = sorted_union([t[(t >= t0_ns) & (t <= t1_ns)] for t, _ in curves])
         if times.size == 0:
             return None
         total = np.zeros(times.size)
@@ -127,6 +163,53 @@ class MeterView:
         return [r for _, r in rows]
 
 
+@dataclass
+class ViewDelta:
+    """What a meter recorded since the last export: each domain's new committed rows and its
+    latest (pending) poll, plus the small parts, which are sent whole. Summed up on rank 0, the
+    deltas give the same view as the meter's own, at a cost linear in the trace overall."""
+
+    series: dict[str, tuple[DomainSeries, tuple[int, float, float] | None]]
+    sources: list[tuple[SourceDescription, float | None]]
+    total_domains: list[str]
+    faults: list[Fault]
+    idle_power_w: dict[str, float]
+    warnings: list[str]
+
+
+class ViewAccumulator:
+    """One rank's view rebuilt from its deltas, on rank 0."""
+
+    def __init__(self) -> None:
+        self.committed: dict[str, DomainSeries] = {}
+        self.last: ViewDelta | None = None
+
+    def add(self, delta: ViewDelta) -> MeterView:
+        for domain, (rows, _pending) in delta.series.items():
+            before = self.committed.get(domain)
+            self.committed[domain] = rows if before is None else before.concat(rows)
+        self.last = delta
+        return MeterView(
+            series={d: self.committed[d].appended(p) for d, (_, p) in delta.series.items()},
+            sources=delta.sources,
+            total_domains=delta.total_domains,
+            faults=delta.faults,
+            idle_power_w=delta.idle_power_w,
+            warnings=delta.warnings,
+        )
+
+
+def sorted_union(arrays: list[np.ndarray]) -> np.ndarray:
+    """The distinct values of several sorted arrays, sorted: a stable sort (timsort) merges
+    the k runs in O(n log k), where np.unique would sort everything again."""
+    if not arrays:
+        return np.zeros(0, dtype=np.int64)
+    merged = np.sort(np.concatenate(arrays), kind="stable")
+    if merged.size == 0:
+        return merged
+    return merged[np.concatenate([[True], merged[1:] != merged[:-1]])]
+
+
 def total_domains_of(sources: list[tuple[str, list[str]]]) -> list[str]:
     """From (role, domains) per source: a wall meter's domains when there is one (device
     meters are then its breakdown), else every domain."""
@@ -142,6 +225,7 @@ def merge_views(parts: list[tuple[Owner, MeterView, ClockMap]]) -> MeterView:
     series: dict[str, DomainSeries] = {}
     sources: list[tuple[SourceDescription, float | None]] = []
     faults: list[Fault] = []
+    warnings: list[str] = []
     idle: dict[str, float] = {}
     owners: dict[str, Owner] = {}
     node_sources: dict[int, list[SourceDescription]] = {}
@@ -156,7 +240,12 @@ def merge_views(parts: list[tuple[Owner, MeterView, ClockMap]]) -> MeterView:
             details = {**desc.details, "rank": owner.rank, "node": owner.node_rank}
             if owner.hostname:
                 details["hostname"] = owner.hostname
-            qualified = replace(desc, domains=[prefix + d for d in desc.domains], details=details)
+            qualified = replace(
+                desc,
+                domains=[prefix + d for d in desc.domains],
+                details=details,
+                counter_tick_s={prefix + d: p for d, p in desc.counter_tick_s.items()},
+            )
             sources.append((qualified, rate))
             node_sources.setdefault(owner.node_rank, []).append(qualified)
         faults += [
@@ -164,10 +253,10 @@ def merge_views(parts: list[tuple[Owner, MeterView, ClockMap]]) -> MeterView:
             for f in view.faults
         ]
         idle.update({prefix + d: w for d, w in view.idle_power_w.items()})
+        warnings += [f"rank {owner.rank}: {w}" for w in view.warnings]
     totals = [
         d
         for node in sorted(node_sources)
         for d in total_domains_of([(s.role, s.domains) for s in node_sources[node]])
     ]
-    sample_hz = parts[0][1].sample_hz if parts else 10.0
-    return MeterView(series, sources, totals, faults, idle, sample_hz, owners)
+    return MeterView(series, sources, totals, faults, idle, owners, warnings)

@@ -55,11 +55,12 @@ def _carbon_trace(meter: MeterView, tl: Timeline, start_ns: int, stop_ns: int):
     """(UTC seconds, cumulative system joules) at every poll inside the run, for time-resolved CO2e."""
     import numpy as np
 
-    curves = [(meter.series[d].t_ns, meter.series[d].joules) for d in meter.total_domains]
-    curves = [(t, j) for t, j in curves if t.size]
-    times = np.unique(np.concatenate([[start_ns, stop_ns], *(t for t, _ in curves)]))
+    totals = [d for d in meter.total_domains if d in meter.series and meter.series[d].t_ns.size]
+    polls = [meter.series[d].t_ns for d in totals]
+    times = np.unique(np.concatenate([[start_ns, stop_ns], *polls]))
     times = times[(times >= start_ns) & (times <= stop_ns)]
-    cumulative = sum(np.interp(times, t, j) for t, j in curves)
+    energy = meter.energy_at(times)
+    cumulative = sum((energy[d] for d in totals), np.zeros(times.size))
     return tl.anchor_utc.timestamp() + (times - tl.anchor_ns) / 1e9, cumulative
 
 
@@ -71,13 +72,32 @@ def _meter_records(meter: MeterView) -> list[MeterSourceRecord]:
             provenance=d.provenance,
             role=d.role,
             domains=d.domains,
-            sample_hz=meter.sample_hz,
+            sample_hz=d.sample_hz,
             measured_sample_hz=rate,
             idle_power_w={k: v for k, v in meter.idle_power_w.items() if k in d.domains} or None,
             details=d.details,
+            counter_tick_s=dict(d.counter_tick_s),
+            quality=dict(d.quality),
         )
         for d, rate in meter.describe()
     ]
+
+
+def _quality_warnings(meter: MeterView) -> list[str]:
+    """One line per source that skipped or retried readings (the counts are in the result)."""
+    out = []
+    for d, _ in meter.describe():
+        counts = {k: n for k, n in d.quality.items() if n}
+        if counts:
+            said = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in sorted(counts.items()))
+            out.append(f"{d.name} ({', '.join(d.domains)}): {said} (meters[].quality).")
+    return out
+
+
+def slowest_tick_s(ticks: dict[str, float], domains: list[str]) -> float | None:
+    """The longest counter tick among `domains`: what limits a window's resolution."""
+    periods = [ticks[d] for d in domains if d in ticks]
+    return max(periods) if periods else None
 
 
 @dataclass
@@ -157,6 +177,7 @@ def assemble_result(
             bench.window_steps,
             meter.total_domains,
             meter.idle_power_w or None,
+            slowest_tick_s(meter.counter_tick_s, meter.total_domains),
         )
         all_warnings += metric_warnings
         if peak_memory_bytes is not None:
@@ -179,6 +200,7 @@ def assemble_result(
                 "CO2e uses the world-average grid intensity (IEA 2019), not your grid: "
                 "set carbon.region (e.g. USA, gcp:us-central1) for a real figure."
             )
+    all_warnings += meter.warnings + _quality_warnings(meter)
     provenances = {d.provenance for d, _ in meter.describe()}
     if provenances - {"measured"}:
         all_warnings.append(

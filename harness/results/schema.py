@@ -74,6 +74,10 @@ class MeterSourceRecord:
     measured_sample_hz: float | None
     idle_power_w: dict[str, float] | None
     details: dict[str, Any]
+    # ticking counters' update periods: how power.csv's rows are placed into ticks
+    counter_tick_s: dict[str, float] = field(default_factory=dict)
+    # readings skipped (0 W, counter regressions) or retried (transient errors), by kind
+    quality: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -109,6 +113,11 @@ class EnergyPerStep:
     cv: float
     windows: int
     steps_per_window: int
+    counter_tick_s: float | None = None  # the slowest ticking counter among the total domains
+    window_ticks_median: float | None = None  # counter ticks in the median window
+    # the energy of one tick relative to a median window: spread at or below it is granularity
+    tick_resolution: float | None = None
+    tick_limited: bool = False  # median window under TICK_LIMITED_BELOW ticks: cv is not spread
 
 
 @dataclass

@@ -1,8 +1,9 @@
 """Read a power.csv back into per-domain cumulative-energy curves (the validator's side of the meter).
 
 A domain with a `joules` column is a counter, interpolated at any timestamp exactly as the
-runner did. A domain with only `watts` is integrated (trapezoid). Malformed input raises
-TraceError with a sentence a submitter can act on.
+runner did: through its ticks when result.json says it ticks (meters[].counter_tick_s), by
+harness/meters/counter.py. A domain with only `watts` is integrated (trapezoid). Malformed
+input raises TraceError with a sentence a submitter can act on.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from harness.meters.counter import EnergyCurve
 
 
 class TraceError(ValueError):
@@ -26,11 +29,15 @@ class DomainTrace:
 
 
 class TraceCurve:
-    def __init__(self, domains: dict[str, DomainTrace]):
+    def __init__(
+        self, domains: dict[str, DomainTrace], counter_tick_s: dict[str, float] | None = None
+    ):
         self.domains = domains
+        self.counter_tick_s = dict(counter_tick_s or {})
+        self._curve: EnergyCurve | None = None
 
     @classmethod
-    def read(cls, path: Path) -> TraceCurve:
+    def read(cls, path: Path, counter_tick_s: dict[str, float] | None = None) -> TraceCurve:
         import pandas as pd
 
         try:
@@ -76,7 +83,21 @@ class TraceCurve:
             if not (np.isfinite(j).all() and np.isfinite(w[~np.isnan(w)]).all()):
                 raise TraceError(f"domain {name} holds non-finite values")
             domains[str(name)] = DomainTrace(t, j, w, counter)
-        return cls(domains)
+        return cls(domains, counter_tick_s)
 
-    def energy_at(self, t_ns: int) -> dict[str, float]:
-        return {d: float(np.interp(t_ns, tr.t_ns, tr.joules)) for d, tr in self.domains.items()}
+    @property
+    def curve(self) -> EnergyCurve:
+        if self._curve is None:
+            ticks = {
+                d: p
+                for d, p in self.counter_tick_s.items()
+                if self.domains.get(d) and self.domains[d].counter
+            }
+            self._curve = EnergyCurve.from_polls(
+                {d: (tr.t_ns, tr.joules) for d, tr in self.domains.items()}, ticks
+            )
+        return self._curve
+
+    def energy_at(self, t_ns):
+        """Cumulative joules per domain at t_ns (a time, or an array of times at once)."""
+        return self.curve.energy_at(t_ns)

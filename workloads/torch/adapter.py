@@ -110,7 +110,13 @@ class TorchWorkload:
         on_gpu = self.device.type == "cuda"
         name = torch.cuda.get_device_name(self.device) if on_gpu else _cpu_name()
         peak = peak_flops_per_s(name) if on_gpu else None
-        extra = {"cuda_device_indices": [self.device.index or 0]} if on_gpu else {}
+        extra = {}
+        if on_gpu:
+            index = self.device.index or 0
+            extra["cuda_device_indices"] = [index]
+            uuid = getattr(torch.cuda.get_device_properties(index), "uuid", None)
+            if uuid is not None:  # the meter finds this GPU in NVML by UUID, not by index
+                extra["cuda_device_uuids"] = [str(uuid)]
         if self.group.distributed:
             extra.update(
                 world_size=self.world_size,
