@@ -69,8 +69,21 @@ def test_energy_edited_by_two_percent(built, tmp_path):
     assert validate_submission(sub).rule_ids() == {"ENERGY-001"}
 
 
-def test_trace_gap_of_five_seconds(built, tmp_path):
-    sub = _mutated(built, tmp_path)
+@pytest.fixture(scope="module")
+def minute_long(built, tmp_path_factory):
+    """Five consistent one-minute runs (synthetic, from the real runs' files): long enough for
+    a 5 s gap whatever this machine's speed made the real runs last."""
+    _, run_dirs, system, _ = built
+    root = tmp_path_factory.mktemp("minute")
+    runs = [
+        synthetic_run(run_dirs[0], root / f"run{i}", seed=i + 1, hours=1 / 60) for i in range(5)
+    ]
+    return package_runs(runs, system, root / "sub")
+
+
+def test_trace_gap_of_five_seconds(minute_long, tmp_path):
+    sub = copy_submission(minute_long, tmp_path / "sub")
+    assert validate_submission(sub).rule_ids() == set()
     run = runs_of(sub)[1]
     result = json.loads((run / "result.json").read_text())
     start, stop = result["timing"]["run_start_ns"], result["timing"]["run_stop_ns"]
@@ -259,3 +272,56 @@ def test_a_config_value_retyped_to_a_boolean_is_caught():
     assert not same_json({"n": 0}, {"n": False})
     assert not same_json({"a": 1}, {"a": 1, "b": 2})
     assert same_json(1, 1.0)  # YAML and JSON may spell one number either way
+
+
+def _edit_trace(run_dir, fn):
+    """Rewrite power.csv's rows through fn(t_ns, domain, watts, joules) -> the same four."""
+    path = run_dir / "power.csv"
+    header, *rows = path.read_text().splitlines()
+    out = [header]
+    for row in rows:
+        t, domain, watts, joules = row.split(",")
+        out.append(",".join(fn(t, domain, watts, joules)))
+    path.write_text("\n".join(out) + "\n")
+
+
+def test_watts_that_disagree_with_the_counter_fail_a_trace_rule(built, tmp_path):
+    """A trace whose watts say 50% more than its joules: caught by TRACE-007 even when the
+    file hashes were rewritten to match (so not only by a hash rule)."""
+    sub = _mutated(built, tmp_path)
+    run = runs_of(sub)[0]
+    _edit_trace(run, lambda t, d, w, j: (t, d, f"{1.5 * float(w):.4f}", j))
+    rehash(run)
+    report = validate_submission(sub)
+    assert report.rule_ids() == {"TRACE-007"}
+    (finding,) = report.findings
+    assert "+50.0%" in finding.message and "tolerance 5%" in finding.message
+    # without the rehash both the hash and the trace rule fire
+    plain = _mutated(built, tmp_path / "plain")
+    _edit_trace(runs_of(plain)[0], lambda t, d, w, j: (t, d, f"{1.5 * float(w):.4f}", j))
+    assert validate_submission(plain).rule_ids() == {"TRACE-007", "HASH-002"}
+
+
+def test_a_counter_that_goes_down_fails_a_trace_rule(built, tmp_path):
+    sub = _mutated(built, tmp_path)
+    run = runs_of(sub)[0]
+    rows = (run / "power.csv").read_text().splitlines()
+    previous, middle = (rows[len(rows) // 2 + k].split(",") for k in (-1, 0))
+    drop_j = 50.0 - (float(middle[3]) - float(previous[3]))  # lowered 50 J
+    _edit_trace(
+        run,
+        lambda t, d, w, j: (t, d, w, f"{float(j) - 50.0:.6f}" if t == middle[0] else j),
+    )
+    rehash(run)
+    report = validate_submission(sub)
+    assert "TRACE-006" in report.rule_ids()
+    (finding,) = [f for f in report.findings if f.rule == "TRACE-006"]
+    assert f"goes down by {drop_j:.6g} J at t_ns {middle[0]}" in finding.message
+
+
+def test_the_counter_thresholds_live_in_the_ruleset():
+    from harness.submission.ruleset import load_ruleset
+
+    rules = load_ruleset("v1")
+    assert rules.counter_max_decrease_j == 0.0 and rules.counter_vs_power_tolerance == 0.05
+    assert rules.counter_vs_power_min_samples == 10

@@ -21,6 +21,9 @@ class Ruleset:
     min_sample_hz: float
     max_gap_s: float
     coverage_slack_s: float
+    counter_max_decrease_j: float
+    counter_vs_power_tolerance: float
+    counter_vs_power_min_samples: int
     max_edge_skew_s: float
     max_clock_drift_ppm: float
     energy_tolerance: float
@@ -51,6 +54,9 @@ def load_ruleset(ruleset_id: str) -> Ruleset:
         min_sample_hz=float(raw["trace"]["min_sample_hz"]),
         max_gap_s=float(raw["trace"]["max_gap_s"]),
         coverage_slack_s=float(raw["trace"]["coverage_slack_s"]),
+        counter_max_decrease_j=float(raw["trace"]["counter_max_decrease_j"]),
+        counter_vs_power_tolerance=float(raw["trace"]["counter_vs_power_tolerance"]),
+        counter_vs_power_min_samples=int(raw["trace"]["counter_vs_power_min_samples"]),
         max_edge_skew_s=float(raw["distributed"]["max_edge_skew_s"]),
         max_clock_drift_ppm=float(raw["distributed"]["max_clock_drift_ppm"]),
         energy_tolerance=float(raw["energy_tolerance"]),

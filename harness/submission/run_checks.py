@@ -6,9 +6,11 @@ import math
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import yaml
 
-from harness.metrics import energy_between
+from harness.meters.counter import power_integral_j
+from harness.metrics import EdgeEnergy
 from harness.results.mllog import parse_mllog
 from harness.results.schema import check_result
 from harness.results.trace import TraceCurve, TraceError
@@ -179,8 +181,14 @@ class RunChecks:
                 "SUB-006", rel, f"is over the ruleset's {self.rules.max_trace_bytes}-byte limit."
             )
             return None
+        ticks = {
+            d: p
+            for m in result["meters"]
+            for d, p in (m.get("counter_tick_s") or {}).items()
+            if isinstance(p, (int, float)) and p > 0
+        }
         try:
-            trace = TraceCurve.read(path)
+            trace = TraceCurve.read(path, ticks)
         except (TraceError, OSError) as exc:
             self.add("TRACE-001", rel, f"unreadable: {exc}.")
             return None
@@ -233,16 +241,53 @@ class RunChecks:
                     f"{domain}: {inside / duration_s:.2f} samples/s inside the timed window, "
                     f"below {self.rules.min_sample_hz:g}.",
                 )
+            if tr.counter:
+                self._check_counter(rel, domain, trace, start, stop)
         return trace if covered else None
+
+    def _check_counter(
+        self, rel: str, domain: str, trace: TraceCurve, start: int, stop: int
+    ) -> None:
+        """The counter itself: it never goes down, and where the trace also has power, the two
+        agree over the timed window (a trace whose watts and joules tell different stories was
+        edited, or its meter is broken)."""
+        tr = trace.domains[domain]
+        drops = tr.joules[:-1] - tr.joules[1:]
+        if drops.size and drops.max() > self.rules.counter_max_decrease_j:
+            i = int(drops.argmax())
+            self.add(
+                "TRACE-006",
+                rel,
+                f"{domain}: the energy counter goes down by {drops[i]:.6g} J at t_ns "
+                f"{int(tr.t_ns[i + 1])}; a cumulative counter never decreases.",
+            )
+            return
+        inside = (tr.t_ns >= start) & (tr.t_ns <= stop) & ~np.isnan(tr.watts)
+        if int(inside.sum()) < self.rules.counter_vs_power_min_samples:
+            return
+        ends = trace.energy_at(np.array([start, stop], dtype=np.int64))[domain]
+        counter = float(ends[1] - ends[0])
+        integral = power_integral_j(tr.t_ns, tr.watts, start, stop)
+        tol = self.rules.counter_vs_power_tolerance
+        if integral is not None and counter > 0 and abs(integral / counter - 1) > tol:
+            self.add(
+                "TRACE-007",
+                rel,
+                f"{domain}: its power column integrates to {integral:.6g} J over the timed window "
+                f"but its counter says {counter:.6g} J ({100 * (integral / counter - 1):+.1f}%, "
+                f"tolerance {100 * tol:g}%); watts and joules must describe the same energy.",
+            )
 
     def _check_energy(self, run: Run, result: dict, trace: TraceCurve) -> None:
         rel, tol, m = f"{run.rel}/result.json", self.rules.energy_tolerance, result["metrics"]
         totals = total_domains(result) or list(trace.domains)
         start, stop = result["timing"]["run_start_ns"], result["timing"]["run_stop_ns"]
-
-        def total(t0: int, t1: int) -> float:
-            between = energy_between(trace.energy_at, t0, t1)
-            return sum(between[d] for d in totals if d in between)
+        target = next((e for e in m["evals"] if e["reached_target"]), None)
+        target_ns = start + int(round(target["t_s"] * 1e9)) if target is not None else start
+        times = [start, stop, target_ns]
+        times += [t for w in result["windows"] for t in (w["t_start_ns"], w["t_end_ns"])]
+        edges = EdgeEnergy(trace.energy_at, times, totals)
+        total = edges.between
 
         recomputed = total(start, stop)
         if not close_enough(m["energy_total_j"], recomputed, tol):
@@ -256,9 +301,8 @@ class RunChecks:
             result["carbon"]["it_energy_kwh"] * 3.6e6, recomputed, tol
         ):
             self.add("ENERGY-001", rel, "carbon.it_energy_kwh does not match the measured energy.")
-        target = next((e for e in m["evals"] if e["reached_target"]), None)
         if m["energy_to_target_j"] is not None and target is not None:
-            to_target = total(start, start + int(round(target["t_s"] * 1e9)))
+            to_target = total(start, target_ns)
             if not close_enough(m["energy_to_target_j"], to_target, tol):
                 self.add(
                     "ENERGY-002",

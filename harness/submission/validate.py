@@ -9,7 +9,8 @@ finding has a rule id, a severity, the file, and a sentence the submitter can ac
   RES-001 unreadable result    RES-002 schema           RES-003 run status    RES-004 path vs content
   HASH-001 config hash         HASH-002 file hashes     CFG-001 config copy   CFG-002 same config
   TRACE-001 unreadable trace   TRACE-002 not monotonic  TRACE-003 sample rate TRACE-004 gap
-  TRACE-005 window coverage    ENERGY-001 total energy  ENERGY-002 to target  ENERGY-003 per step
+  TRACE-005 window coverage    TRACE-006 counter down   TRACE-007 counter vs power integral
+  ENERGY-001 total energy      ENERGY-002 to target     ENERGY-003 per step
   CO2-001 carbon arithmetic    CO2-002 intensity table  TARGET-001 target claim
   TARGET-002 non-converged     RUNS-001 run count       DIV-001 provenance    MLLOG-001 MLPerf log
   DIST-001 domain ownership    DIST-002 world size      DIST-003 nodes vs total (multi-process)
