@@ -202,7 +202,11 @@ def test_the_workloads_gpu_is_found_by_uuid_not_by_index(monkeypatch):
         _info(), extra={"cuda_device_indices": [0], "cuda_device_uuids": ["dddddddd"]}
     )
     (built,) = factory.build_sources(cfg, info)
-    assert built.domains() == ["gpu:3"]
+    assert built.domains() == ["gpu:3"] and built.details()["matched_by"] == "uuid"
+    # a UUID NVML does not know falls back to the CUDA-visible index, and says so
+    lost = nvml.NvmlSource([1], nvml=fake, uuids=["eeeeeeee"], tick_s=0.1)
+    assert lost.domains() == ["gpu:1"]
+    assert lost.details()["matched_by"].endswith("(NVML knows no GPU eeeeeeee)")
 
 
 def test_a_configured_gpu_that_does_not_exist_is_an_error(monkeypatch):

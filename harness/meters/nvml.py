@@ -277,7 +277,12 @@ class NvmlSource(MeterSource):
         self.configured_tick_s = tick_s
         try:
             self.nvml.nvmlInit()
-            handles = _handles(self.nvml, cuda_indices, uuids)
+            self.matched_by = "uuid" if uuids else "cuda-visible index"
+            try:
+                handles = _handles(self.nvml, cuda_indices, uuids)
+            except self.nvml.NVMLError_NotFound:  # a UUID NVML does not know: say so, use indices
+                self.matched_by = f"cuda-visible index (NVML knows no GPU {', '.join(uuids or [])})"
+                handles = _handles(self.nvml, cuda_indices, None)
             self.gpus = [_Gpu(self.nvml, h, allow_mig) for h in handles]
         except self.nvml.NVMLError as exc:
             raise MeterError(
@@ -357,6 +362,7 @@ class NvmlSource(MeterSource):
     def details(self) -> dict:
         return {
             "driver": self.driver,
+            "matched_by": self.matched_by,
             "gpus": [
                 {
                     "domain": g.domain,
