@@ -99,7 +99,7 @@ def test_the_staircase_experiment_before_and_after(tmp_path):
 def test_detection_finds_the_period_and_sets_the_rate():
     counter = Staircase(watts=700.0, tick_s=0.05)
     period = detect_tick_period(counter, duration_s=0.4)
-    assert period == pytest.approx(0.05, rel=0.15)
+    assert period == pytest.approx(0.05, rel=0.3)  # a loaded host delays a read or two
     assert poll_hz_for_tick(0.1) == 100.0 and poll_hz_for_tick(0.02) == 100.0
     assert poll_hz_for_tick(1.0) == 20.0
     static = detect_tick_period(lambda: 1, duration_s=0.05)
@@ -115,7 +115,7 @@ def test_nvml_detects_the_tick_once_per_model_and_polls_ten_times_a_tick(monkeyp
     source.open(0)
     ticks = source.tick_period_s()
     assert set(ticks) == {"gpu:0", "gpu:1"} and ticks["gpu:0"] == ticks["gpu:1"]
-    assert ticks["gpu:0"] == pytest.approx(0.04, rel=0.15)
+    assert ticks["gpu:0"] == pytest.approx(0.04, rel=0.3)
     assert source.default_hz() == 100.0
     assert source.details()["gpus"][0]["tick_detected"] is True
 

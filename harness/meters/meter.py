@@ -219,13 +219,13 @@ class Meter:
 
     def settle(self, after_ns: int) -> bool:
         """Wait until every live ticking counter has ticked after `after_ns`, so an edge there
-        is bracketed: polling those sources fast meanwhile, for at most three tick periods (two
-        seconds at most). Says so in the warnings when a counter did not tick in time."""
+        is bracketed: polling those sources fast meanwhile, for three tick periods (at least
+        0.5 s, at most 2 s). Says so in the warnings when a counter did not tick in time."""
         ticking = [s for s in self.sources if s.tick_period_s() and id(s) not in self._failed]
         if not ticking or self._trace is None:
             return True
         periods = [p for s in ticking for p in s.tick_period_s().values()]
-        deadline = time.monotonic() + min(2.0, 3 * max(periods))
+        deadline = time.monotonic() + min(2.0, max(0.5, 3 * max(periods)))
         while True:
             late = [
                 d
