@@ -4,7 +4,8 @@ power_over_time.png   system power through each run, eval points marked
 loss_vs_energy.png    eval loss against cumulative energy, dense and MoE on one chart
 energy_to_target.png  olympic-mean energy to target per benchmark and framework, runs as dots
 energy_by_device.png  each run's energy split over the devices (and nodes) that drew it
-summary.md            the score table and the dense/MoE energy ratios
+dense_vs_moe.png      each pair's steps and energy to target, runs as dots, the ratio and why
+summary.md            the score table and each dense/MoE pair's comparison
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ import numpy as np
 
 from harness.errors import SubmissionError
 from harness.results.trace import TraceCurve, TraceError
+from harness.submission.pairs import compare_pairs, energy_to_target, steps_to_target
 from harness.submission.run_checks import total_domains
-from harness.submission.score import load_results, scores
+from harness.submission.score import group_key, load_results, scores
 
 COLORS = {"dense": "#1f77b4", "moe": "#d62728"}
 
@@ -205,32 +207,29 @@ def summary_markdown(results: list[dict], score_rows) -> str:
             f"{f(s.energy_to_target_j, ',.1f')} | {f(s.time_to_target_s, '.2f')} | "
             f"{f(s.energy_per_step_j, '.4g')} | {f(s.tokens_per_joule, ',.0f')} | {f(s.kg_co2e, '.3g')} |"
         )
-    ratios = []
-    for s in score_rows:
-        if "moe" in s.benchmark:
-            dense = next(
-                (
-                    d
-                    for d in score_rows
-                    if d.benchmark == s.benchmark.replace("moe", "dense")
-                    and d.framework == s.framework
-                    and d.system == s.system
-                ),
-                None,
-            )
-            if dense and dense.energy_to_target_j and s.energy_to_target_j:
-                ratios.append((s, dense, s.energy_to_target_j / dense.energy_to_target_j))
-    if ratios:
+    pairs = compare_pairs(results)
+    if pairs:
         lines += [
             "",
-            "## MoE / dense energy to target",
+            "## Dense vs MoE at the same target",
             "",
-            "| system | pair | framework | MoE / dense |",
-            "|---|---|---|---|",
+            "Olympic means over seeds; the MoE/dense ratio of energy to target per seed: olympic "
+            "mean [min, max] over n. Energy ratio = steps ratio x per-step cost ratio.",
+            "",
+            "| system | pair | framework | steps to target dense / MoE | energy to target (J) "
+            "dense / MoE | MoE / dense energy | reading |",
+            "|---|---|---|---|---|---|---|",
         ]
-        for moe, dense, ratio in ratios:
+        for p in pairs:
+            spread = (
+                f"{f(p.ratio_olympic, '.3f')} [{f(p.ratio_min, '.3f')}, {f(p.ratio_max, '.3f')}] "
+                f"n={len(p.seed_ratios)}{'' if p.seed_matched else ' (unmatched seeds)'}"
+            )
             lines.append(
-                f"| {moe.system} | {dense.benchmark} vs {moe.benchmark} | {moe.framework} | {ratio:.3f} |"
+                f"| {p.system} | {p.dense} vs {p.moe} | {p.framework} | "
+                f"{f(p.dense_steps, '.0f')} / {f(p.moe_steps, '.0f')} "
+                f"({f(p.steps_ratio, '.2f')}x) | {f(p.dense_energy_j, ',.1f')} / "
+                f"{f(p.moe_energy_j, ',.1f')} | {spread} | {p.reading} |"
             )
     provenance = sorted({m["provenance"] for r in results for m in r["meters"]})
     lines += [
@@ -245,8 +244,52 @@ def summary_markdown(results: list[dict], score_rows) -> str:
         "",
         "![energy by device](energy_by_device.png)",
         "",
+        "![dense vs moe](dense_vs_moe.png)",
+        "",
     ]
     return "\n".join(lines)
+
+
+def plot_pairs(results: list[dict], path: Path) -> None:
+    """Per pair: steps to target and energy to target, dense beside MoE (bars: olympic means;
+    dots: the runs that reached it), titled with the ratio and its reading."""
+    import matplotlib.pyplot as plt
+
+    pairs = compare_pairs(results)
+    rows = max(1, len(pairs))
+    fig, axes = plt.subplots(rows, 2, figsize=(11, 3.6 * rows), squeeze=False)
+    if not pairs:
+        for ax in axes[0]:
+            ax.axis("off")
+        axes[0][0].text(0.5, 0.5, "no dense/MoE pair in these runs", ha="center", va="center")
+    for (ax_steps, ax_energy), p in zip(axes, pairs, strict=False):
+        sides = [
+            (p.dense, "dense", p.dense_steps, p.dense_energy_j),
+            (p.moe, "moe", p.moe_steps, p.moe_energy_j),
+        ]
+        for ax, pick, mean_index, label in (
+            (ax_steps, steps_to_target, 2, "steps to target"),
+            (ax_energy, energy_to_target, 3, "energy to target (J)"),
+        ):
+            for x, side in enumerate(sides):
+                runs = [r for r in results if group_key(r) == (p.system, side[0], p.framework)]
+                values = [v for v in map(pick, runs) if math.isfinite(v)]
+                if side[mean_index] is not None:
+                    ax.bar(x, side[mean_index], color=COLORS[side[1]], alpha=0.35, width=0.6)
+                ax.scatter([x] * len(values), values, color=COLORS[side[1]], zorder=3, s=18)
+            ax.set_xticks([0, 1], [p.dense, p.moe])
+            ax.set_ylabel(label)
+            ax.grid(axis="y", alpha=0.3)
+        ax_steps.set_title(
+            f"{p.system} / {p.framework}: steps {p.steps_ratio or float('nan'):.2f}x", fontsize=9
+        )
+        ax_energy.set_title(
+            f"energy {p.energy_ratio or float('nan'):.2f}x; per step {p.step_cost_ratio or float('nan'):.2f}x",
+            fontsize=9,
+        )
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def write_report(paths: list[Path], out: Path) -> list[Path]:
@@ -270,11 +313,13 @@ def write_report(paths: list[Path], out: Path) -> list[Path]:
         out / "loss_vs_energy.png",
         out / "energy_to_target.png",
         out / "energy_by_device.png",
+        out / "dense_vs_moe.png",
         out / "summary.md",
     ]
     plot_power(results, written[0])
     plot_loss_vs_energy(results, written[1])
     plot_energy_to_target(results, score_rows, written[2])
     plot_energy_by_device(results, written[3])
-    written[4].write_text(summary_markdown(results, score_rows))
+    plot_pairs(results, written[4])
+    written[5].write_text(summary_markdown(results, score_rows))
     return written

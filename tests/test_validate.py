@@ -207,6 +207,7 @@ def test_score_and_report_and_compare(built, tmp_path, capsys):
         "loss_vs_energy.png",
         "energy_to_target.png",
         "energy_by_device.png",
+        "dense_vs_moe.png",
         "summary.md",
     ):
         assert (tmp_path / "rep" / name).stat().st_size > 1000 or name == "summary.md"

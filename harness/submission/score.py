@@ -54,7 +54,7 @@ class Score:
     energy_to_target_spread_j: list[float]
 
 
-def _group_key(r: dict) -> tuple[str, str, str]:
+def group_key(r: dict) -> tuple[str, str, str]:
     parts = Path(r["_path"]).parts
     system = (
         parts[-4]
@@ -67,7 +67,7 @@ def _group_key(r: dict) -> tuple[str, str, str]:
 def scores(results: list[dict], trim: int = 1) -> list[Score]:
     groups: dict[tuple[str, str, str], list[dict]] = {}
     for r in results:
-        groups.setdefault(_group_key(r), []).append(r)
+        groups.setdefault(group_key(r), []).append(r)
     out = []
     for (system, benchmark, framework), runs in sorted(groups.items()):
         ms = [r["metrics"] for r in runs]
