@@ -197,6 +197,9 @@ def build_parser() -> argparse.ArgumentParser:
     from harness.submission.cli import register as register_submission
 
     register_submission(sub)
+    from harness.data.prepare import register as register_data
+
+    register_data(sub)
     return parser
 
 

@@ -123,6 +123,18 @@ def _real(data, model, n_eval_sequences: int) -> TokenSource:
         tokens = np.memmap(
             path, dtype=np.dtype(data.dtype), mode="r"
         )  # nanoGPT layout: flat token ids
+    if tokens.size < 2 * (model.seq_len + 1):
+        raise ConfigError(
+            f"{path} holds {tokens.size} tokens, too few for sequences of {model.seq_len}.",
+            "give more text (joulebench data prepare), or a shorter benchmark.model.seq_len.",
+        )
+    top = int(tokens.max())
+    if top >= model.vocab_size:
+        raise ConfigError(
+            f"{path} holds token id {top}, beyond benchmark.model.vocab_size={model.vocab_size}.",
+            f"set benchmark.model.vocab_size={256 if top < 256 else top + 1} "
+            "(byte-level text needs 256).",
+        )
     train, evals = _split_tail(tokens, data.eval_tokens)
     return TokenSource(train, evals, model.seq_len, model.vocab_size, None)
 

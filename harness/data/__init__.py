@@ -1,0 +1,1 @@
+"""Preparing real data for the text benchmarks (`joulebench data prepare`)."""
