@@ -87,3 +87,30 @@ def test_documents_start_with_their_family_and_the_floor_is_deterministic():
     assert set(np.unique(a[:, 0])) <= set(range(len(FAMILIES)))
     floor = corpus.optimal_nll(a).mean()
     assert 0.3 < floor < math.log(64)  # structured, far below a uniform guess
+
+
+def test_facts_floor_and_table_size_by_hand():
+    """Facts over a 3-token alphabet: 9 two-token keys, each with a two-token value. A record
+    costs 2 ln 3 nats (its key tokens are uniform; its value is determined), so 8 content
+    tokens (two records) cost 4 ln 3, and a truncated record's key still costs ln 3 a token."""
+    from workloads.corpus import START, FactsFamily
+
+    corpus = MultiDomainCorpus(vocab_size=FIRST_CONTENT + 3, seed=7, families=("facts",))
+    facts = corpus.families["facts"]
+    assert isinstance(facts, FactsFamily) and facts.table_KV.shape == (9, 2)
+    assert facts.bits() == pytest.approx(9 * 2 * np.log2(3))
+    docs = corpus.sample(50, 1 + 8, np.random.default_rng(0))
+    assert (docs[:, 0] == START["facts"]).all()
+    nll = corpus.optimal_nll(docs)
+    assert nll.sum(axis=1) == pytest.approx(np.full(50, 4 * np.log(3)))
+    assert nll[:, [0, 1, 4, 5]] == pytest.approx(np.full((50, 4), np.log(3)))
+    assert (nll[:, [2, 3, 6, 7]] == 0).all()
+    # the value really is the table's: a key (a, b) is a * 3 + b, and its value follows it
+    content = docs[:, 1:].astype(np.int64) - FIRST_CONTENT
+    key = content[:, 0] * 3 + content[:, 1]
+    assert (content[:, 2:4] == facts.table_KV[key]).all()
+    wrong = docs.copy()
+    wrong[:, 3] = FIRST_CONTENT + (wrong[:, 3] - FIRST_CONTENT + 1) % 3
+    assert np.isinf(corpus.optimal_nll(wrong)[:, 2]).all()
+    short = corpus.sample(20, 1 + 6, np.random.default_rng(1))  # k k v v k k
+    assert corpus.optimal_nll(short).sum(axis=1) == pytest.approx(np.full(20, 4 * np.log(3)))

@@ -7,6 +7,7 @@ generator family; the rest is that family's output:
   markov2  order-2 Markov chain, sparse random transitions (longer local context)
   copy     a random span, a separator, then the span repeated (in-context recall)
   dyck     nested brackets of several types, a context-free language (long-range matching)
+  facts    key -> value records from a large random table (knowledge: heavy to store)
 
 Every family can score a document exactly: -log p(x_t | x_<t) under the generating process,
 given that the family is known from the first token. The mean of that over the fixed eval set
@@ -14,7 +15,9 @@ is the Bayes-optimal eval loss, the floor no model can beat on average; a qualit
 "floor + margin" is then meaningful on any hardware. (Cover & Thomas, Elements of
 Information Theory, 2nd ed., ch. 4 and 5: expected code length >= entropy.)
 
-Token ids: 0..3 are the family start tokens, 4 is the copy separator, content uses 5..V-1.
+Token ids: 0..3 start the first four families' documents, 4 is the copy separator and also starts
+a facts document (a separator never starts a document, so the two cannot be confused, and the
+older families' token ids, hence their data for a seed, are unchanged), content uses 5..V-1.
 """
 
 from __future__ import annotations
@@ -25,9 +28,10 @@ import numpy as np
 
 from harness.errors import ConfigError
 
-FAMILIES = ("markov1", "markov2", "copy", "dyck")
-SEP = len(FAMILIES)
+FAMILIES = ("markov1", "markov2", "copy", "dyck", "facts")
+SEP = 4
 FIRST_CONTENT = SEP + 1
+START = {"markov1": 0, "markov2": 1, "copy": 2, "dyck": 3, "facts": SEP}  # a document's first token
 
 
 class Family(ABC):
@@ -190,6 +194,55 @@ class DyckFamily(Family):
         return np.where(valid, out, 0.0)
 
 
+class FactsFamily(Family):
+    """Facts: records of a uniform key (`key_tokens` tokens) then its value (`value_tokens`
+    tokens), back to back. The table maps each of the alphabet^key_tokens keys to a value drawn
+    once from the seed, so it holds alphabet^key_tokens x value_tokens x log2(alphabet) bits:
+    what a model must store, in parameters, to predict values. Exact to score: a key token has
+    p = 1/alphabet, a value token p = 1 (its table entry) or 0.
+
+    This is the family that makes a corpus capacity-bound, as web text is (knowledge grows
+    with parameters): a dense model with too few parameters cannot hold the table, a sparse one
+    with more total parameters can (Allen-Zhu & Li 2024, Physics of Language Models 3.3: about
+    2 bits of knowledge per parameter at best)."""
+
+    def __init__(self, alphabet: int, rng, key_tokens: int = 2, value_tokens: int = 2):
+        super().__init__(alphabet, rng)
+        self.key_tokens, self.value_tokens = key_tokens, value_tokens
+        self.table_KV = rng.integers(0, alphabet, size=(alphabet**key_tokens, value_tokens))
+
+    @property
+    def period(self) -> int:
+        return self.key_tokens + self.value_tokens
+
+    def bits(self) -> float:
+        """Information in the table: what storing every fact takes."""
+        return float(self.table_KV.size * np.log2(self.alphabet))
+
+    def sample(self, n, length, rng):
+        records = -(-length // self.period)
+        keys_NR = rng.integers(0, self.alphabet**self.key_tokens, size=(n, records))
+        digits = [(keys_NR // self.alphabet**p) % self.alphabet for p in range(self.key_tokens)]
+        key_part = np.stack(digits[::-1], axis=2)  # most significant token first
+        out = np.concatenate([key_part, self.table_KV[keys_NR]], axis=2).reshape(n, -1)
+        return out[:, :length] + FIRST_CONTENT
+
+    def probs(self, docs_NL):
+        local, valid = self._local(docs_NL)
+        n, length = local.shape
+        out = np.empty((n, length))
+        for t in range(length):
+            record, within = divmod(t, self.period)
+            if within < self.key_tokens:
+                out[:, t] = 1.0 / self.alphabet
+                continue
+            key = np.zeros(n, dtype=np.int64)
+            for j in range(self.key_tokens):
+                key = key * self.alphabet + local[:, record * self.period + j]
+            out[:, t] = (self.table_KV[key, within - self.key_tokens] == local[:, t]).astype(float)
+        return np.where(valid, out, 0.0)
+
+
 class MultiDomainCorpus:
     """Documents from a mix of families; the family is the document's first token."""
 
@@ -199,7 +252,7 @@ class MultiDomainCorpus:
         seed: int,
         successors: int = 4,
         concentration: float = 0.5,
-        families: tuple[str, ...] = FAMILIES,
+        families: tuple[str, ...] = FAMILIES[:4],
     ):
         alphabet = vocab_size - FIRST_CONTENT
         if alphabet < 2:
@@ -221,6 +274,7 @@ class MultiDomainCorpus:
             "markov2": lambda: MarkovFamily(m2_alphabet, rng, 2, successors, concentration),
             "copy": lambda: CopyFamily(alphabet, rng),
             "dyck": lambda: DyckFamily(alphabet, rng),
+            "facts": lambda: FactsFamily(alphabet, rng),
         }
         self.families = {name: builders[name]() for name in families}
         self.vocab_size = vocab_size
@@ -233,7 +287,7 @@ class MultiDomainCorpus:
         docs = np.empty((n_docs, doc_len), dtype=dtype)
         for i, name in enumerate(names):
             rows = np.flatnonzero(which == i)
-            docs[rows, 0] = FAMILIES.index(name)
+            docs[rows, 0] = START[name]
             docs[rows, 1:] = self.families[name].sample(rows.size, doc_len - 1, rng)
         return docs
 
@@ -243,6 +297,6 @@ class MultiDomainCorpus:
         The family is known from the start token, so p(x_t | x_<t) is the family's own."""
         out = np.empty((docs.shape[0], docs.shape[1] - 1))
         for name, family in self.families.items():
-            rows = np.flatnonzero(docs[:, 0] == FAMILIES.index(name))
+            rows = np.flatnonzero(docs[:, 0] == START[name])
             out[rows] = family.nll(docs[rows, 1:].astype(np.int64))
         return out
