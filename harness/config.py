@@ -58,6 +58,9 @@ class DataConfig:
     families: list[str] = field(default_factory=lambda: ["markov1", "markov2", "copy", "dyck"])
     successors: int = 4
     concentration: float = 0.5
+    # facts family: each record is a key of this many tokens, then its value's tokens
+    facts_key_tokens: int = 2
+    facts_value_tokens: int = 2
 
 
 @dataclass

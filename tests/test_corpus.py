@@ -114,3 +114,24 @@ def test_facts_floor_and_table_size_by_hand():
     assert np.isinf(corpus.optimal_nll(wrong)[:, 2]).all()
     short = corpus.sample(20, 1 + 6, np.random.default_rng(1))  # k k v v k k
     assert corpus.optimal_nll(short).sum(axis=1) == pytest.approx(np.full(20, 4 * np.log(3)))
+
+
+def test_the_facts_pair_is_sized_as_its_yaml_says():
+    from harness.config import compose_config
+
+    for name in ("lm-dense-facts-tiny", "lm-moe-facts-tiny"):
+        cfg, _ = compose_config([f"benchmark={name}"])
+        d, m = cfg.benchmark.data, cfg.benchmark.model
+        corpus = MultiDomainCorpus(
+            m.vocab_size,
+            d.seed,
+            d.successors,
+            d.concentration,
+            tuple(d.families),
+            (d.facts_key_tokens, d.facts_value_tokens),
+        )
+        facts = corpus.families["facts"]
+        assert facts.table_KV.shape == (123, 60)
+        assert facts.bits() == pytest.approx(123 * 60 * np.log2(123))  # 51.2 kbit
+        assert round(facts.bits()) == 51_236
+    assert cfg.benchmark.model.n_experts == 8 and cfg.benchmark.target.threshold == 0.72

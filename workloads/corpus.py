@@ -253,6 +253,7 @@ class MultiDomainCorpus:
         successors: int = 4,
         concentration: float = 0.5,
         families: tuple[str, ...] = FAMILIES[:4],
+        facts_shape: tuple[int, int] = (2, 2),  # facts: (key tokens, value tokens)
     ):
         alphabet = vocab_size - FIRST_CONTENT
         if alphabet < 2:
@@ -274,7 +275,7 @@ class MultiDomainCorpus:
             "markov2": lambda: MarkovFamily(m2_alphabet, rng, 2, successors, concentration),
             "copy": lambda: CopyFamily(alphabet, rng),
             "dyck": lambda: DyckFamily(alphabet, rng),
-            "facts": lambda: FactsFamily(alphabet, rng),
+            "facts": lambda: FactsFamily(alphabet, rng, *facts_shape),
         }
         self.families = {name: builders[name]() for name in families}
         self.vocab_size = vocab_size

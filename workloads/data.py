@@ -88,7 +88,12 @@ class TokenSource:
 
 def _synthetic(data, model, n_eval_sequences: int) -> TokenSource:
     corpus = MultiDomainCorpus(
-        model.vocab_size, data.seed, data.successors, data.concentration, tuple(data.families)
+        model.vocab_size,
+        data.seed,
+        data.successors,
+        data.concentration,
+        tuple(data.families),
+        (data.facts_key_tokens, data.facts_value_tokens),
     )
     doc_len = model.seq_len + 1  # one document per sequence: the family token starts every window
     train = corpus.sample(
