@@ -247,7 +247,14 @@ def test_ctrl_c_stops_every_rank_at_an_edge_and_keeps_one_aborted_result(tmp_pat
 
     run_dir = tmp_path / "run"
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    args = ["run", *STEPS, "launcher=torchrun", "benchmark.max_steps=1000000"]
+    # a target no run reaches: only Ctrl-C ends it, however fast this machine trains
+    args = [
+        "run",
+        *STEPS,
+        "launcher=torchrun",
+        "benchmark.max_steps=1000000",
+        "benchmark.target.threshold=0",
+    ]
     proc = _start([*args, f"run_dir={run_dir}"], tmp_path, env)
     deadline = time.monotonic() + 120
     while not (run_dir / "result.json").exists() and time.monotonic() < deadline:
