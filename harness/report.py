@@ -22,6 +22,14 @@ from harness.submission.run_checks import total_domains
 from harness.submission.score import group_key, load_results, scores
 
 COLORS = {"dense": "#1f77b4", "moe": "#d62728"}
+REPORT_FILES = (  # what write_report writes, in order
+    "power_over_time.png",
+    "loss_vs_energy.png",
+    "energy_to_target.png",
+    "energy_by_device.png",
+    "dense_vs_moe.png",
+    "summary.md",
+)
 
 
 def _system_power(run: dict) -> tuple[np.ndarray, np.ndarray] | None:
@@ -308,14 +316,7 @@ def write_report(paths: list[Path], out: Path) -> list[Path]:
     ]
     out.mkdir(parents=True, exist_ok=True)
     score_rows = scores(results)
-    written = [
-        out / "power_over_time.png",
-        out / "loss_vs_energy.png",
-        out / "energy_to_target.png",
-        out / "energy_by_device.png",
-        out / "dense_vs_moe.png",
-        out / "summary.md",
-    ]
+    written = [out / name for name in REPORT_FILES]
     plot_power(results, written[0])
     plot_loss_vs_energy(results, written[1])
     plot_energy_to_target(results, score_rows, written[2])

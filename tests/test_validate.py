@@ -202,14 +202,9 @@ def test_score_and_report_and_compare(built, tmp_path, capsys):
     )  # olympic: drop best and worst
     assert row["converged"] == 5
     assert main(["report", str(sub), "-o", str(tmp_path / "rep")]) == 0
-    for name in (
-        "power_over_time.png",
-        "loss_vs_energy.png",
-        "energy_to_target.png",
-        "energy_by_device.png",
-        "dense_vs_moe.png",
-        "summary.md",
-    ):
+    from harness.report import REPORT_FILES
+
+    for name in REPORT_FILES:
         assert (tmp_path / "rep" / name).stat().st_size > 1000 or name == "summary.md"
     assert "lm-dense-tiny" in (tmp_path / "rep" / "summary.md").read_text()
     capsys.readouterr()

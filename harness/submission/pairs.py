@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from harness.submission.score import group_key, olympic_mean
+from harness.submission.score import grouped, olympic_mean
 
 
 @dataclass
@@ -84,9 +84,7 @@ def reading(steps: float | None, cost: float | None, energy: float | None) -> st
 
 
 def compare_pairs(results: list[dict], trim: int = 1) -> list[PairComparison]:
-    groups: dict[tuple[str, str, str], list[dict]] = {}
-    for r in results:
-        groups.setdefault(group_key(r), []).append(r)
+    groups = grouped(results)
     out = []
     for (system, moe, framework), moe_runs in sorted(groups.items()):
         dense = partner(moe)

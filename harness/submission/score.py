@@ -64,10 +64,16 @@ def group_key(r: dict) -> tuple[str, str, str]:
     return system, r["benchmark"], r["workload"]["framework"]
 
 
-def scores(results: list[dict], trim: int = 1) -> list[Score]:
+def grouped(results: list[dict]) -> dict[tuple[str, str, str], list[dict]]:
+    """Results by (system, benchmark, framework)."""
     groups: dict[tuple[str, str, str], list[dict]] = {}
     for r in results:
         groups.setdefault(group_key(r), []).append(r)
+    return groups
+
+
+def scores(results: list[dict], trim: int = 1) -> list[Score]:
+    groups = grouped(results)
     out = []
     for (system, benchmark, framework), runs in sorted(groups.items()):
         ms = [r["metrics"] for r in runs]
