@@ -135,3 +135,56 @@ def test_the_facts_pair_is_sized_as_its_yaml_says():
         assert facts.bits() == pytest.approx(123 * 60 * np.log2(123))  # 51.2 kbit
         assert round(facts.bits()) == 51_236
     assert cfg.benchmark.model.n_experts == 8 and cfg.benchmark.target.threshold == 0.72
+
+
+def _budget(name: str, *overrides: str):
+    from harness.config import compose_config
+    from workloads.capacity import knowledge_budget
+    from workloads.flops import transformer_param_counts
+
+    cfg, _ = compose_config([f"benchmark={name}", *overrides])
+    params = transformer_param_counts(cfg.benchmark.model).total
+    return params, knowledge_budget(cfg.benchmark, params)
+
+
+def test_knowledge_budgets_of_the_facts_pairs_by_hand():
+    """The figures the YAML comments state, computed by hand from the shapes."""
+    # facts-tiny: 123 one-token keys x 60 value tokens; 2000 steps x 16 x 64 tokens, half facts
+    params, tiny = _budget("lm-dense-facts-tiny")
+    assert params == 106_816
+    assert tiny["facts_keys"] == 123
+    assert tiny["facts_table_bits"] == pytest.approx(123 * 60 * math.log2(123))
+    assert tiny["exposures_per_fact"] == pytest.approx(2000 * 16 * 64 / 2 / (123 * 61))  # 136.5
+    assert tiny["table_bits_per_param"] == pytest.approx(51_235.7 / 106_816, rel=1e-5)  # 0.48
+    assert tiny["regime"] == "learning-bound"
+    moe_params, moe = _budget("lm-moe-facts-tiny")
+    assert moe["facts_table_bits"] == tiny["facts_table_bits"] and moe_params == 336_704
+    # small v2: 507^2 two-token keys x 5 value tokens; 15000 steps x 64 x 512, half facts
+    params, small = _budget("lm-dense-small")
+    assert params == 25_436_672 and small["facts_keys"] == 257_049
+    assert small["facts_table_bits"] == pytest.approx(257_049 * 5 * math.log2(507))  # 11.55 Mbit
+    assert small["exposures_per_fact"] == pytest.approx(15000 * 64 * 512 / 2 / (257_049 * 7))
+    assert 0.45 < small["table_bits_per_param"] < 0.46
+    moe_params, moe = _budget("lm-moe-small")
+    assert moe_params == 84_173_312
+    assert moe["table_bits_per_param"] == pytest.approx(small["facts_table_bits"] / 84_173_312)
+
+
+def test_a_table_over_two_bits_per_parameter_is_storage_bound():
+    # 507^3 three-token keys x 5 values = 5.9 Gbit against 25M parameters: 230 bits each
+    _, big = _budget("lm-dense-small", "benchmark.data.facts_key_tokens=3")
+    assert big["table_bits_per_param"] > 200 and big["regime"] == "storage-bound"
+    params, none = _budget("lm-dense-tiny")  # no facts family: nothing to budget
+    assert none is None and params > 0
+    _, text = _budget("lm-dense-text-small", "benchmark.data.path=x.bin")
+    assert text is None  # real text: the table is unknown
+
+
+@pytest.mark.parametrize("framework", ["torch", "jax"])
+def test_result_json_records_the_knowledge_budget(tmp_path, framework):
+    from tests.helpers import short_run
+
+    result = short_run(str(tmp_path / "r"), "benchmark=lm-moe-facts-tiny", f"framework={framework}")
+    knowledge = result["workload"]["extra"]["knowledge"]
+    _, expected = _budget("lm-moe-facts-tiny", "benchmark.max_steps=20")  # short_run's
+    assert knowledge == pytest.approx(expected) and knowledge["regime"] == "learning-bound"

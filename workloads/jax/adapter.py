@@ -19,6 +19,7 @@ from jax.sharding import PartitionSpec as P
 
 from harness.errors import WorkloadError
 from workloads.base import WorkloadInfo, model_facts, step_stats_from_rows
+from workloads.capacity import knowledge_extra
 from workloads.data import Batch, build_token_source
 from workloads.flops import peak_flops_per_s
 from workloads.jax import model as jm
@@ -194,6 +195,7 @@ class JaxWorkload:
                 "mesh": dict(self.mesh.shape),
                 "process_count": jax.process_count(),
                 "attention": self.attn_impl or "xla",
+                **knowledge_extra(self.bench, facts["params_total"]),
                 **(
                     {
                         "cuda_device_indices": [

@@ -15,6 +15,7 @@ import torch
 
 from harness.errors import WorkloadError
 from workloads.base import WorkloadInfo, model_facts, step_stats_from_rows
+from workloads.capacity import knowledge_extra
 from workloads.data import Batch, build_token_source
 from workloads.flops import peak_flops_per_s
 from workloads.process_group import ProcessGroup
@@ -110,7 +111,7 @@ class TorchWorkload:
         on_gpu = self.device.type == "cuda"
         name = torch.cuda.get_device_name(self.device) if on_gpu else _cpu_name()
         peak = peak_flops_per_s(name) if on_gpu else None
-        extra = {}
+        extra = knowledge_extra(self.bench, facts["params_total"])
         if on_gpu:
             index = self.device.index or 0
             extra["cuda_device_indices"] = [index]
