@@ -1,7 +1,8 @@
 """`joulebench` command line. Each subcommand is one small function; errors become one line.
 
-Exit codes: 0 success, 1 a run that did not succeed (target not reached, meter error) or an
-invalid submission or a regression, 2 a usage or config error, 3 a missing meter or workload,
+Exit codes (the README's table): 0 success, 1 a run that did not succeed (target not reached,
+meter error; for a sweep, any run), an invalid submission or a regression, 2 a usage or config
+error, 3 a missing meter or workload, 4 an inconclusive comparison (noise over the tolerance),
 130 a run stopped by SIGINT/SIGTERM (its result says aborted).
 """
 
@@ -91,8 +92,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     cluster = hydra_overrides(args.overrides)
     if cluster:  # a Hydra launcher (SLURM): check every job here, then hand the sweep to Hydra
         plain = [o for o in args.overrides if o not in cluster]
-        for job in expand_sweeps(plain):
-            compose_config(job)
+        run_dir = [o for o in cluster if o.lstrip("+~").startswith(("hydra.run.", "hydra.job."))]
+        if run_dir:  # Hydra's own run folder: joulebench never writes there, multirun ignores it
+            raise ConfigError(
+                f"{' '.join(run_dir)} sets Hydra's own run folder, which joulebench does not use.",
+                "set joulebench's: run_dir=<folder> for one run, output_dir=<folder> for a sweep.",
+            )
+        jobs = expand_sweeps(plain)
+        composed = [compose_config(job) for job in jobs]
+        if args.print_config:
+            for _obj, dict_cfg in composed:
+                print(to_yaml(dict_cfg))
+            return 0
         if not args.multirun:
             raise ConfigError(
                 f"{' '.join(cluster)} configures Hydra's launcher, which runs sweeps.",
@@ -100,7 +111,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             )
         from harness.cluster import run_with_hydra
 
-        return run_with_hydra(args.overrides, multirun=True)
+        return run_with_hydra(args.overrides, len(jobs), composed[0][0].output_dir)
     jobs = expand_sweeps(args.overrides)
     if len(jobs) > 1 and not args.multirun:
         raise ConfigError(

@@ -10,6 +10,8 @@ WORLD_SIZE, LOCAL_RANK from SLURM's variables).
 from __future__ import annotations
 
 import sys
+from datetime import datetime, timezone
+from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig, OmegaConf
@@ -51,18 +53,70 @@ def hydra_job(dict_cfg: DictConfig) -> int:
         outcome = run_benchmark(obj, dict_cfg)
     except JoulebenchError as exc:
         print(f"joulebench: {exc.one_line()}", file=sys.stderr)
-        return exc.exit_code
+        return _record_exit(exc.exit_code)
     if outcome.result is not None:
         print(f"joulebench: {outcome.status} -> {outcome.run_dir}", flush=True)
-    return 0 if outcome.status == "success" else 1
+    return _record_exit(
+        0 if outcome.status == "success" else 130 if outcome.status == "aborted" else 1
+    )
 
 
-def run_with_hydra(overrides: list[str], multirun: bool) -> int:
-    """Run through Hydra's app machinery (sweeper and launcher) with these overrides."""
-    argv = ["joulebench", *(["-m"] if multirun else []), *overrides]
+EXIT_FILE = "joulebench_exit_code"
+
+
+def _record_exit(code: int) -> int:
+    """Write the job's exit code into its Hydra output folder (on the sweep's shared filesystem):
+    Hydra's multirun drops task return values, so the submitting process reads these instead."""
+    from hydra.core.hydra_config import HydraConfig
+
+    try:
+        folder = Path(HydraConfig.get().runtime.output_dir)
+    except ValueError:  # not under Hydra
+        return code
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / EXIT_FILE).write_text(f"{code}\n")
+    return code
+
+
+def sweep_exit_code(sweep_dir: Path, jobs: int) -> tuple[int, str]:
+    """The README's contract for a sweep: the worst job's code (130 first), and 1 for each job
+    that never reported one (it crashed or was cancelled); with a one-line account."""
+    codes = []
+    for f in sorted(sweep_dir.glob(f"**/{EXIT_FILE}")):
+        try:
+            codes.append(int(f.read_text().strip()))
+        except (OSError, ValueError):
+            codes.append(1)
+    missing = max(0, jobs - len(codes))
+    codes += [1] * missing
+    failed = sum(1 for c in codes if c != 0)
+    worst = 130 if 130 in codes else max(codes, default=1)
+    line = f"{jobs - failed} of {jobs} sweep jobs succeeded" + (
+        f"; {missing} never reported an exit code (see the logs under {sweep_dir})"
+        if missing
+        else ""
+    )
+    return worst, line
+
+
+def run_with_hydra(overrides: list[str], jobs: int, output_dir: str) -> int:
+    """Run a sweep through Hydra's multirun (its sweeper and launcher) and return the README's
+    exit code for it: 0 only when every one of the `jobs` succeeded."""
+    if not any(o.lstrip("+~").startswith("hydra.sweep.dir=") for o in overrides):
+        stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f")
+        overrides = [*overrides, f"hydra.sweep.dir={Path(output_dir) / 'sweeps' / stamp}"]
+    sweep_dir = Path(
+        next(o for o in overrides if o.lstrip("+~").startswith("hydra.sweep.dir=")).split("=", 1)[1]
+    )
+    argv = ["joulebench", "-m", *overrides]
     saved, sys.argv = sys.argv, argv
     try:
         hydra_job()
+    except SystemExit as exc:  # Hydra exits 1 after printing a launcher or sweeper failure
+        if exc.code not in (0, None):
+            return 1
     finally:
         sys.argv = saved
-    return 0
+    code, line = sweep_exit_code(sweep_dir, jobs)
+    print(f"joulebench: {line}.", flush=True)
+    return code

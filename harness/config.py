@@ -8,6 +8,7 @@ syntax) becomes one `ConfigError` with a one-line fix, never a Hydra traceback.
 from __future__ import annotations
 
 import itertools
+import types
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -284,6 +285,31 @@ def _explain_hydra_error(exc: Exception, overrides: list[str]) -> ConfigError:
     )
 
 
+def _unknown_keys(node: DictConfig, cls: type, prefix: str = "") -> list[str]:
+    """Keys of `node` that the dataclass `cls` (and its nested dataclasses) does not declare:
+    Hydra adds `+key=value` overrides even to a typed config, so they would pass unread."""
+    import dataclasses
+    import typing
+
+    hints = typing.get_type_hints(cls)
+    unknown = []
+    for key in node:
+        if key not in hints:
+            unknown.append(f"{prefix}{key}")
+            continue
+        kind = hints[key]
+        if typing.get_origin(kind) in (typing.Union, types.UnionType):
+            kind = next((a for a in typing.get_args(kind) if a is not type(None)), kind)
+        child = node._get_node(key)
+        if (
+            dataclasses.is_dataclass(kind)
+            and isinstance(child, DictConfig)
+            and not child._is_missing()
+        ):
+            unknown += _unknown_keys(child, kind, f"{prefix}{key}.")
+    return unknown
+
+
 def compose_config(overrides: list[str]) -> tuple[JoulebenchConfig, DictConfig]:
     """Compose configs/ with `overrides`, check types and values, return (object, DictConfig)."""
     from hydra import compose, initialize_config_dir
@@ -297,6 +323,12 @@ def compose_config(overrides: list[str]) -> tuple[JoulebenchConfig, DictConfig]:
             config_dir=str(CONFIG_DIR), version_base="1.3", job_name="joulebench"
         ):
             dict_cfg = compose(config_name=PRIMARY_CONFIG, overrides=list(overrides))
+        unknown = _unknown_keys(dict_cfg, JoulebenchConfig)
+        if unknown:
+            raise ConfigError(
+                f"{', '.join(unknown)} is not a joulebench setting (added with +).",
+                "drop it, or check its spelling: `joulebench run --print-config` shows every key.",
+            )
         OmegaConf.resolve(dict_cfg)
         obj = OmegaConf.to_object(dict_cfg)
     except ConfigError:
@@ -319,6 +351,7 @@ def compose_config(overrides: list[str]) -> tuple[JoulebenchConfig, DictConfig]:
 def expand_sweeps(overrides: list[str]) -> list[list[str]]:
     """Expand `key=a,b` sweep overrides into the Cartesian product of jobs, as Hydra's basic sweeper does."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.core.override_parser.types import ValueType
     from hydra.errors import OverrideParseException
 
     try:
@@ -331,7 +364,24 @@ def expand_sweeps(overrides: list[str]) -> list[list[str]]:
     axes: list[list[str]] = []
     for override in parsed:
         if override.is_sweep_override():
-            if override.is_discrete_sweep():
+            if (
+                override.value_type == ValueType.GLOB_CHOICE_SWEEP
+            ):  # benchmark=glob(lm-*-tiny): the group's matching options
+                key = override.get_key_element()
+                if not _group_options(key):
+                    raise ConfigError(
+                        f"{override.input_line}: glob() picks options of a config group, and "
+                        f"{key} is not one.",
+                        "list the values instead, e.g. seed=1,2,3.",
+                    )
+                options = override.value().filter(_group_options(key))
+                if not options:
+                    raise ConfigError(
+                        f"{override.input_line} matches no option of {key}.",
+                        f"choose from: {', '.join(_group_options(key)) or '(none)'}.",
+                    )
+                axes.append([f"{key}={name}" for name in options])
+            elif override.is_discrete_sweep():
                 key = override.get_key_element()
                 axes.append([f"{key}={value}" for value in override.sweep_string_iterator()])
             else:

@@ -19,7 +19,7 @@ from harness.errors import SubmissionError
 from harness.results.trace import TraceCurve, TraceError
 from harness.submission.pairs import compare_pairs, energy_to_target, steps_to_target
 from harness.submission.run_checks import total_domains
-from harness.submission.score import group_key, load_results, scores
+from harness.submission.score import grouped, load_results, pooling_notes, scores
 
 COLORS = {"dense": "#1f77b4", "moe": "#d62728"}
 REPORT_FILES = (  # what write_report writes, in order
@@ -64,28 +64,49 @@ def _label(run: dict) -> str:
     return f"{run['benchmark']} / {run['workload']['framework']} / seed {run['seed']}{where}"
 
 
-def plot_power(results: list[dict], path: Path, max_runs: int = 6) -> None:
+def plot_power(results: list[dict], path: Path) -> tuple[int, list[str]]:
+    """Every run's power, one panel per benchmark and framework (small multiples), so no run is
+    hidden; returns the runs drawn and a line for each that could not be (no readable trace)."""
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(10, 4.8))
-    for run in results[:max_runs]:
-        series = _system_power(run)
-        if series is None:
-            continue
-        t, w = series
-        (line,) = ax.plot(t, w, lw=1.2, label=_label(run))
-        evals = run["metrics"]["evals"]
-        if evals:
-            te = np.array([e["t_s"] for e in evals])
-            ax.plot(te, np.interp(te, t, w), "o", color=line.get_color(), ms=5)
-    ax.set_xlabel("time since run_start (s)")
-    ax.set_ylabel("system power (W)")
-    ax.set_title("Power during training (dots: evals)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    panels: dict[tuple[str, str], list[dict]] = {}
+    for run in results:
+        panels.setdefault((run["benchmark"], run["workload"]["framework"]), []).append(run)
+    cols = min(3, max(1, len(panels)))
+    rows = max(1, math.ceil(len(panels) / cols))
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(5.2 * cols, 3.6 * rows), squeeze=False, sharex=False
+    )
+    left_out, drawn = [], 0
+    for ax, ((benchmark, framework), runs) in zip(axes.flat, sorted(panels.items()), strict=False):
+        for run in runs:
+            series = _system_power(run)
+            if series is None:
+                left_out.append(f"{_label(run)}: no readable power trace, not drawn")
+                continue
+            drawn += 1
+            t, w = series
+            (line,) = ax.plot(t, w, lw=1.0, label=f"seed {run['seed']}")
+            evals = run["metrics"]["evals"]
+            if evals:
+                te = np.array([e["t_s"] for e in evals])
+                ax.plot(te, np.interp(te, t, w), "o", color=line.get_color(), ms=3)
+        ax.set_title(f"{benchmark} / {framework} ({len(runs)} runs)", fontsize=9)
+        ax.set_xlabel("time since run_start (s)", fontsize=8)
+        ax.set_ylabel("system power (W)", fontsize=8)
+        ax.grid(alpha=0.3)
+        if len(runs) <= 10:
+            ax.legend(fontsize=7, loc="lower right")
+    for ax in list(axes.flat)[len(panels) :]:
+        ax.axis("off")
+    title = f"Power during training: all {drawn} runs drawn (dots: evals)"
+    if left_out:
+        title += f"; {len(left_out)} without a readable trace left out"
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+    return drawn, left_out
 
 
 def plot_loss_vs_energy(results: list[dict], path: Path) -> None:
@@ -154,7 +175,14 @@ def plot_energy_to_target(results: list[dict], score_rows, path: Path) -> None:
         ax.bar(i, s.energy_to_target_j / 1e3, color=COLORS[kind], alpha=0.7)
         spread = np.array(s.energy_to_target_spread_j) / 1e3
         ax.plot(np.full(spread.size, i) + np.linspace(-0.15, 0.15, spread.size), spread, "k.", ms=6)
-    ax.set_xticks(range(len(rows)), [f"{s.benchmark}\n{s.framework}" for s in rows], fontsize=8)
+    ax.set_xticks(
+        range(len(rows)),
+        [
+            f"{s.benchmark}\n{s.framework}" + (f"\n{s.variant[:30]}" if s.variant else "")
+            for s in rows
+        ],
+        fontsize=8,
+    )
     ax.set_ylabel("energy to target (kJ)")
     ax.set_title("Energy to target: olympic mean (bars) and each run (dots)")
     ax.grid(axis="y", alpha=0.3)
@@ -163,12 +191,12 @@ def plot_energy_to_target(results: list[dict], score_rows, path: Path) -> None:
     plt.close(fig)
 
 
-def plot_energy_by_device(results: list[dict], path: Path, max_runs: int = 12) -> None:
-    """One bar per run, split into the domains its total adds up (per GPU, per node's wall
-    meter...): on a multi-GPU or multi-node run, an imbalance shows at a glance."""
+def plot_energy_by_device(results: list[dict], path: Path) -> None:
+    """One bar per run (every run), split into the domains its total adds up (per GPU, per
+    node's wall meter...): on a multi-GPU or multi-node run, an imbalance shows at a glance."""
     import matplotlib.pyplot as plt
 
-    runs = results[:max_runs]
+    runs = results
     fig, ax = plt.subplots(figsize=(10, 0.5 * len(runs) + 1.8))
     palette = plt.get_cmap("tab20")
     colors: dict[str, object] = {}
@@ -198,23 +226,39 @@ def plot_energy_by_device(results: list[dict], path: Path, max_runs: int = 12) -
     plt.close(fig)
 
 
-def summary_markdown(results: list[dict], score_rows) -> str:
+def summary_markdown(results: list[dict], score_rows, left_out: list[str] = ()) -> str:
     lines = [
         "# joulebench report",
         "",
-        "| system | benchmark | framework | converged | energy to target (J) | time (s) | J/step | tokens/J | kgCO2e |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "Means over the runs the time ranking keeps (MLPerf: drop the fastest and the slowest "
+        "of five or more), with [min, max] over the same runs.",
+        "",
+        "| system | benchmark | framework | runs | converged | energy to target (J) | time (s) "
+        "| J/step | tokens/J | kgCO2e |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
 
     def f(v, spec):
         return "-" if v is None else format(v, spec)
 
+    def with_spread(s, name, spec):
+        low, high = s.spread.get(name, (None, None))
+        value = getattr(s, name)
+        return f(value, spec) + (f" [{f(low, spec)}, {f(high, spec)}]" if low is not None else "")
+
     for s in score_rows:
+        variant = f" ({s.variant})" if s.variant else ""
         lines.append(
-            f"| {s.system} | {s.benchmark} | {s.framework} | {s.converged}/{s.runs} | "
-            f"{f(s.energy_to_target_j, ',.1f')} | {f(s.time_to_target_s, '.2f')} | "
-            f"{f(s.energy_per_step_j, '.4g')} | {f(s.tokens_per_joule, ',.0f')} | {f(s.kg_co2e, '.3g')} |"
+            f"| {s.system} | {s.benchmark}{variant} | {s.framework} | "
+            f"{len(s.kept_seeds)} of {s.runs} kept | {s.converged}/{s.runs} | "
+            f"{with_spread(s, 'energy_to_target_j', ',.1f')} | "
+            f"{with_spread(s, 'time_to_target_s', '.2f')} | "
+            f"{with_spread(s, 'energy_per_step_j', '.4g')} | "
+            f"{with_spread(s, 'tokens_per_joule', ',.0f')} | {with_spread(s, 'kg_co2e', '.3g')} |"
         )
+    notes = pooling_notes(results)
+    if notes or left_out:
+        lines += ["", *[f"- {n}" for n in (*notes, *left_out)]]
     pairs = compare_pairs(results)
     if pairs:
         lines += [
@@ -234,7 +278,8 @@ def summary_markdown(results: list[dict], score_rows) -> str:
                 f"n={len(p.seed_ratios)}{'' if p.seed_matched else ' (unmatched seeds)'}"
             )
             lines.append(
-                f"| {p.system} | {p.dense} vs {p.moe} | {p.framework} | "
+                f"| {p.system} | {p.dense} vs {p.moe}{f' ({p.variant})' if p.variant else ''} "
+                f"| {p.framework} | "
                 f"{f(p.dense_steps, '.0f')} / {f(p.moe_steps, '.0f')} "
                 f"({f(p.steps_ratio, '.2f')}x) | {f(p.dense_energy_j, ',.1f')} / "
                 f"{f(p.moe_energy_j, ',.1f')} | {spread} | {p.reading} |"
@@ -264,6 +309,7 @@ def plot_pairs(results: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     pairs = compare_pairs(results)
+    groups = grouped(results)
     rows = max(1, len(pairs))
     fig, axes = plt.subplots(rows, 2, figsize=(11, 3.6 * rows), squeeze=False)
     if not pairs:
@@ -280,7 +326,7 @@ def plot_pairs(results: list[dict], path: Path) -> None:
             (ax_energy, energy_to_target, 3, "energy to target (J)"),
         ):
             for x, side in enumerate(sides):
-                runs = [r for r in results if group_key(r) == (p.system, side[0], p.framework)]
+                runs = groups.get((p.system, side[0], p.framework, p.variant), [])
                 values = [v for v in map(pick, runs) if math.isfinite(v)]
                 if side[mean_index] is not None:
                     ax.bar(x, side[mean_index], color=COLORS[side[1]], alpha=0.35, width=0.6)
@@ -317,10 +363,10 @@ def write_report(paths: list[Path], out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     score_rows = scores(results)
     written = [out / name for name in REPORT_FILES]
-    plot_power(results, written[0])
+    _, left_out = plot_power(results, written[0])
     plot_loss_vs_energy(results, written[1])
     plot_energy_to_target(results, score_rows, written[2])
     plot_energy_by_device(results, written[3])
     plot_pairs(results, written[4])
-    written[5].write_text(summary_markdown(results, score_rows))
+    written[5].write_text(summary_markdown(results, score_rows, left_out))
     return written

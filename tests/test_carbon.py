@@ -234,7 +234,20 @@ def test_recost_table_equals_energy_times_pue_times_intensity(in_tmp, capsys):
         )
     assert main(["recost", "r"]) == 0
     table = capsys.readouterr().out
-    assert "gcp:europe-north1" in table and "gcp:asia-south1" in table and "spread:" in table
+    assert "gcp:europe-north1" in table and "gcp:asia-south1" in table
+    assert "spread (operational intensities):" in table and "operational, 2024" in table
+    # a cloud operational figure and a country lifecycle figure measure different things
+    assert main(["recost", "r", "--region", "gcp:us-central1", "--region", "FIN"]) == 0
+    table = capsys.readouterr().out
+    assert "operational, 2024" in table and "lifecycle, 2023" in table
+    assert "spread (" not in table
+    assert "mix lifecycle and operational intensities, which are not comparable" in table
+    assert main(["recost", "r", "--region", "DEU", "--region", "FIN"]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("spread"))
+    assert line == (
+        "spread (lifecycle intensities): 4.8x between FIN (lifecycle 2023, PUE 1.3) "
+        "and DEU (lifecycle 2023, PUE 1.3)"
+    )
 
 
 @pytest.mark.slow

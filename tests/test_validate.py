@@ -4,7 +4,6 @@ exactly the rule that should catch them."""
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
 
@@ -189,27 +188,36 @@ def test_usage_errors_exit_2(tmp_path, capsys):
     assert "is not a directory" in capsys.readouterr().err
 
 
-def test_score_and_report_and_compare(built, tmp_path, capsys):
+def test_score_and_report(built, tmp_path, capsys):
     _, run_dirs, _, sub = built
     assert main(["score", str(sub), "--json"]) == 0
     (row,) = json.loads(capsys.readouterr().out)
-    energies = sorted(
-        json.loads((r / "result.json").read_text())["metrics"]["energy_to_target_j"]
-        for r in run_dirs
-    )
+    results = [json.loads((r / "result.json").read_text()) for r in run_dirs]
+    by_time = sorted(results, key=lambda r: r["timing"]["time_to_target_s"])[1:-1]
+    # MLPerf's run set: the energy of the runs the time ranking keeps, not the energy ranking's
     assert row["energy_to_target_j"] == pytest.approx(
-        sum(energies[1:-1]) / 3
-    )  # olympic: drop best and worst
-    assert row["converged"] == 5
+        sum(r["metrics"]["energy_to_target_j"] for r in by_time) / 3
+    )
+    assert sorted(row["kept_seeds"]) == sorted(r["seed"] for r in by_time)
+    kept_energy = [r["metrics"]["energy_to_target_j"] for r in by_time]
+    assert row["spread"]["energy_to_target_j"] == pytest.approx(
+        [min(kept_energy), max(kept_energy)]
+    )
+    assert row["converged"] == 5 and row["variant"] == ""
     assert main(["report", str(sub), "-o", str(tmp_path / "rep")]) == 0
     from harness.report import REPORT_FILES
 
     for name in REPORT_FILES:
         assert (tmp_path / "rep" / name).stat().st_size > 1000 or name == "summary.md"
-    assert "lm-dense-tiny" in (tmp_path / "rep" / "summary.md").read_text()
-    capsys.readouterr()
-    assert main(["compare", str(sub), str(sub)]) == 0
-    slower = copy_submission(sub, tmp_path / "slower")
+    summary = (tmp_path / "rep" / "summary.md").read_text()
+    assert "lm-dense-tiny" in summary and "3 of 5 kept" in summary
+
+
+def test_compare_cli_on_fixed_timeline_runs(minute_long, tmp_path, capsys):
+    """Synthetic runs on a fixed timeline: the verdicts cannot depend on this machine's speed."""
+    assert main(["compare", str(minute_long), str(minute_long)]) == 0
+    assert "OK lm-dense-tiny/torch: energy_per_step_j +0.0% worse" in capsys.readouterr().out
+    slower = copy_submission(minute_long, tmp_path / "slower")
     for run in runs_of(slower):
         _edit_result(
             run,
@@ -217,46 +225,94 @@ def test_score_and_report_and_compare(built, tmp_path, capsys):
                 "mean_j", r["metrics"]["energy_per_step"]["mean_j"] * 3.0
             ),
         )
-    assert main(["compare", str(sub), str(slower), "--tolerance", "5%"]) == 1
+    assert main(["compare", str(minute_long), str(slower), "--tolerance", "5%"]) == 1
     out = capsys.readouterr().out
-    assert "REGRESSION lm-dense-tiny/torch: energy_per_step_j regressed +200.0%" in out
+    assert "REGRESSION lm-dense-tiny/torch: energy_per_step_j +200.0% worse" in out
+    assert "95% interval [+200.0%, +200.0%]" in out
 
 
-def test_validation_of_five_hour_long_traces_is_fast(built, tmp_path):
+def test_five_hour_long_traces_validate(built, tmp_path):
+    """Correctness on long traces; their cost is test_linear_cost's (a ratio, not a clock)."""
     _, run_dirs, system, _ = built
     long_runs = [
         synthetic_run(run_dirs[0], tmp_path / f"long{i}", seed=i + 1, hours=1.0) for i in range(5)
     ]
     sub = package_runs(long_runs, system, tmp_path / "long_sub")
-    t0 = time.perf_counter()
     report = validate_submission(sub)
-    elapsed = time.perf_counter() - t0
     assert report.rule_ids() == set(), [f.message for f in report.findings]
     with open(runs_of(sub)[0] / "power.csv") as f:
         assert sum(1 for _ in f) > 72_000
-    assert elapsed < 10.0
 
 
-def test_compare_allows_for_run_to_run_noise():
+def _runs(values, metric="energy_per_step"):
+    def metrics(v):
+        if metric == "energy_per_step":
+            return {"energy_per_step": {"mean_j": v}}
+        return {metric: v}
+
+    return [
+        {"benchmark": "b", "workload": {"framework": "torch"}, "metrics": metrics(v)}
+        for v in values
+    ]
+
+
+def _verdict(base, cand, tolerance=0.05, metric="energy_per_step"):
     from harness.submission.score import compare
 
-    def runs(values):
-        return [
-            {
-                "benchmark": "b",
-                "workload": {"framework": "torch"},
-                "metrics": {"energy_per_step": {"mean_j": v}},
-            }
-            for v in values
-        ]
+    (c,), _ = compare(_runs(base, metric), _runs(cand, metric), tolerance)
+    return c
 
-    base = runs([10.0, 10.2, 9.8])  # mean 10, sd 0.2: allowed = 5% x 10 + 2 x 0.2/sqrt(3) = 0.73 J
-    assert compare(base, runs([10.6]), 0.05)[0] == []
-    (reg,) = compare(base, runs([11.0]), 0.05)[0]
-    assert reg.metric == "energy_per_step_j" and reg.allowed == pytest.approx(
-        0.5 + 2 * 0.2 / 3**0.5
+
+def test_compare_sees_a_3x_regression_through_one_wild_outlier():
+    """Mean + 2 standard errors let one 5x baseline run hide a 3x regression (allowed 169 J,
+    worse by 120 J); the olympic trim drops the outlier."""
+    base = [100.0, 101.0, 99.0, 100.0, 500.0]
+    c = _verdict(base, [300.0, 303.0, 297.0, 300.0, 300.0])
+    assert c.verdict == "regression"
+    assert c.effect == pytest.approx(300.0 / (301.0 / 3) - 1)  # kept: 100, 100, 101 vs 300 x3
+    assert c.low > 0.05 and c.baseline_runs == (3, 5)
+    ok = _verdict(base, [100.0, 100.5, 99.5, 100.0, 100.0])
+    assert ok.verdict == "ok" and ok.high <= 0.05
+    better = _verdict(base, [50.0, 51.0, 49.0, 50.0, 50.0])
+    assert better.verdict == "ok" and better.effect < -0.4  # better is never a regression
+
+
+def test_compare_says_inconclusive_when_noise_exceeds_the_tolerance():
+    base = [100.0, 88.0, 112.0, 95.0, 106.0]  # ~8% run-to-run noise
+    cand = [104.0, 90.0, 117.0, 99.0, 110.0]  # kept 99, 104, 110 against 95, 100, 106: +4%
+    c = _verdict(base, cand)
+    assert c.effect == pytest.approx(313 / 301 - 1)
+    assert c.verdict == "inconclusive" and c.low < 0.05 < c.high
+    assert c.runs_needed is not None and c.runs_needed > 5
+    assert f"about {c.runs_needed} runs a side would resolve it" in c.line()
+    again = _verdict(base, cand)  # a fixed bootstrap seed: the same runs, the same interval
+    assert (again.low, again.high, again.runs_needed) == (c.low, c.high, c.runs_needed)
+    lone = _verdict([100.0], [300.0])  # one run a side: no noise estimate, no verdict
+    assert lone.verdict == "inconclusive" and lone.runs_needed is None
+    assert "at least 2 kept runs a side" in lone.line()
+
+
+def test_compare_reads_higher_is_better_metrics_the_same_way():
+    c = _verdict([30.0, 30.3, 29.7], [10.0, 10.1, 9.9], metric="tokens_per_joule")
+    assert c.verdict == "regression" and c.effect == pytest.approx(2.0)  # +200% worse
+
+
+def test_compare_exit_codes(tmp_path, capsys):
+    def write(folder, values):
+        for i, v in enumerate(values):
+            run = tmp_path / folder / f"r{i}"
+            run.mkdir(parents=True)
+            (run / "result.json").write_text(json.dumps(_runs([v])[0]))
+
+    write("base", [100.0, 90.0, 110.0, 100.0, 95.0])
+    write("noisy", [100.0, 80.0, 125.0, 105.0, 90.0])
+    write("same", [100.0, 90.0, 110.0, 100.0, 95.0])
+    assert main(["compare", str(tmp_path / "base"), str(tmp_path / "noisy")]) == 4
+    assert "INCONCLUSIVE" in capsys.readouterr().out
+    assert (
+        main(["compare", str(tmp_path / "base"), str(tmp_path / "same"), "--tolerance", "15%"]) == 0
     )
-    assert compare(base, runs([9.0]), 0.05)[0] == []  # better is never a regression
+    assert main(["compare", str(tmp_path / "base"), str(tmp_path / "nothing")]) == 2
 
 
 def test_a_config_value_retyped_to_a_boolean_is_caught():

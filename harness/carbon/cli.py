@@ -123,6 +123,7 @@ def recost_rows(
                         "dataset": grid.dataset,
                         "intensity_g_per_kwh": grid.g_per_kwh,
                         "basis": grid.basis,
+                        "year": grid.year,
                         "pue": pue,
                         "it_energy_kwh": it_kwh,
                         "facility_energy_kwh": facility,
@@ -147,23 +148,47 @@ def cmd_recost(args: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=2))
         return 0
     print(
-        f"{'run':<40} {'region':<20} {'g/kWh':>8} {'PUE':>5} {'facility kWh':>13} {'kgCO2e (location)':>18}"
+        f"{'run':<40} {'region':<20} {'g/kWh':>8} {'basis, year':<18} {'PUE':>5} "
+        f"{'facility kWh':>13} {'kgCO2e (location)':>18}"
         + ("  kgCO2e (market)" if args.supplier_g_per_kwh is not None else "")
     )
     for row in rows:
         market = f"  {row['market_kg_co2e']:.6g}" if row["market_kg_co2e"] is not None else ""
         print(
             f"{Path(row['run']).name[-40:]:<40} {row['region']:<20} {row['intensity_g_per_kwh']:>8.1f} "
+            f"{row['basis'] + ', ' + str(row['year']):<18} "
             f"{row['pue']:>5.2f} {row['facility_energy_kwh']:>13.6g} {row['location_kg_co2e']:>18.6g}{market}"
         )
-    lo = min(rows, key=lambda x: x["location_kg_co2e"])
-    hi = max(rows, key=lambda x: x["location_kg_co2e"])
-    if lo["location_kg_co2e"] > 0:
-        print(
-            f"spread: {hi['location_kg_co2e'] / lo['location_kg_co2e']:.1f}x between {lo['region']} "
-            f"(PUE {lo['pue']:g}) and {hi['region']} (PUE {hi['pue']:g})"
-        )
+    for line in spread_lines(rows):
+        print(line)
     return 0
+
+
+def spread_lines(rows: list[dict]) -> list[str]:
+    """The max/min CO2e ratio, only between like figures: one line per intensity basis
+    (operational cloud figures and lifecycle country figures measure different things)."""
+
+    def end(row):
+        return f"{row['region']} ({row['basis']} {row['year']}, PUE {row['pue']:g})"
+
+    out = []
+    bases = sorted({row["basis"] for row in rows})
+    for basis in bases:
+        same = [row for row in rows if row["basis"] == basis]
+        lo = min(same, key=lambda x: x["location_kg_co2e"])
+        hi = max(same, key=lambda x: x["location_kg_co2e"])
+        if lo["location_kg_co2e"] > 0 and len(same) > 1:
+            out.append(
+                f"spread ({basis} intensities): "
+                f"{hi['location_kg_co2e'] / lo['location_kg_co2e']:.1f}x between {end(lo)} "
+                f"and {end(hi)}"
+            )
+    if len(bases) > 1:
+        out.append(
+            f"note: these rows mix {' and '.join(bases)} intensities, which are not comparable; "
+            "no spread is given across them."
+        )
+    return out
 
 
 def register(sub) -> None:

@@ -7,6 +7,7 @@ import csv
 import dataclasses
 import io
 import json
+import sys
 from pathlib import Path
 
 from harness.errors import ConfigError, SubmissionError
@@ -61,46 +62,64 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0 if report.valid else 1
 
 
-def _score_rows(paths: list[str]) -> list[dict]:
-    from harness.submission.score import load_results, scores
+def _score_rows(paths: list[str]) -> tuple[list[dict], list[str]]:
+    from harness.submission.score import load_results, pooling_notes, scores
 
     results = load_results([Path(p) for p in paths])
     if not results:
         raise SubmissionError(
             f"no result.json under {', '.join(paths)}.", "give run directories or a submission."
         )
-    return [dataclasses.asdict(s) for s in scores(results)]
+    return [dataclasses.asdict(s) for s in scores(results)], pooling_notes(results)
+
+
+NESTED_SCORE_FIELDS = ("energy_to_target_spread_j", "spread", "kept_seeds")
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    rows = _score_rows(args.paths)
+    rows, notes = _score_rows(args.paths)
+    for note in notes:  # on stderr, so --json and --csv stay machine-readable
+        print(f"note: {note}", file=sys.stderr)
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
     if args.csv:
         buf = io.StringIO()
-        writer = csv.DictWriter(
-            buf, fieldnames=[k for k in rows[0] if k != "energy_to_target_spread_j"]
-        )
+        flat = [
+            {
+                **{k: v for k, v in r.items() if k not in NESTED_SCORE_FIELDS},
+                **{f"{k}_min": v[0] for k, v in r["spread"].items()},
+                **{f"{k}_max": v[1] for k, v in r["spread"].items()},
+            }
+            for r in rows
+        ]
+        names = list(dict.fromkeys(k for r in flat for k in r))
+        writer = csv.DictWriter(buf, fieldnames=names)
         writer.writeheader()
-        writer.writerows(
-            [{k: v for k, v in r.items() if k != "energy_to_target_spread_j"} for r in rows]
-        )
+        writer.writerows(flat)
         print(buf.getvalue(), end="")
         return 0
 
     def f(v, spec):
         return "-" if v is None else format(v, spec)
 
+    def pm(r, name, spec):
+        """value [min-max] over the kept runs"""
+        low, high = r["spread"].get(name, (None, None))
+        cell = f(r[name], spec)
+        return cell if low is None else f"{cell} [{f(low, spec)}-{f(high, spec)}]"
+
     print(
-        f"{'system':<20} {'benchmark':<16} {'fw':<6} {'runs':>4} {'energy to target':>17} {'kWh':>10} "
-        f"{'time s':>8} {'J/step':>9} {'tokens/J':>9} {'kgCO2e':>9}"
+        "means over the runs the time ranking keeps, [min-max] over the same runs\n"
+        f"{'system':<20} {'benchmark':<22} {'fw':<6} {'runs':>5} {'energy to target J':>30} "
+        f"{'time s':>20} {'J/step':>24} {'tokens/J':>9} {'kgCO2e':>9}"
     )
     for r in rows:
+        name = r["benchmark"] + (f" ({r['variant']})" if r["variant"] else "")
         print(
-            f"{r['system'][:20]:<20} {r['benchmark']:<16} {r['framework']:<6} {r['converged']}/{r['runs']:<2} "
-            f"{f(r['energy_to_target_j'], ',.1f'):>15} J {f(r['energy_to_target_kwh'], '.3g'):>10} "
-            f"{f(r['time_to_target_s'], '.2f'):>8} {f(r['energy_per_step_j'], '.4g'):>9} "
+            f"{r['system'][:20]:<20} {name:<22} {r['framework']:<6} "
+            f"{r['converged']}/{r['runs']:<3} {pm(r, 'energy_to_target_j', ',.1f'):>30} "
+            f"{pm(r, 'time_to_target_s', '.2f'):>20} {pm(r, 'energy_per_step_j', '.4g'):>24} "
             f"{f(r['tokens_per_joule'], ',.0f'):>9} {f(r['kg_co2e'], '.3g'):>9}"
         )
     return 0
@@ -118,6 +137,9 @@ def _tolerance(text: str) -> float:
     return value
 
 
+EXIT_INCONCLUSIVE = 4  # compare: the noise is larger than the tolerance
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     from harness.submission.score import compare, load_results
 
@@ -130,17 +152,30 @@ def cmd_compare(args: argparse.Namespace) -> int:
             raise SubmissionError(
                 f"no result.json under the {name} {path}.", "give run directories or a submission."
             )
-    regressions, notes = compare(base, cand, _tolerance(args.tolerance))
+    comparisons, notes = compare(base, cand, _tolerance(args.tolerance))
     for note in notes:
         print(f"note: {note}")
-    for reg in regressions:
-        print(f"REGRESSION {reg.line()}")
-    if not regressions:
-        print(
-            f"OK: no regression beyond {args.tolerance} plus run-to-run noise "
-            f"({len(base)} baseline and {len(cand)} candidate runs)."
+    for comparison in comparisons:
+        print(comparison.line())
+    verdicts = {c.verdict for c in comparisons}
+    if not comparisons:
+        raise SubmissionError(
+            "the baseline and the candidate share no benchmark and framework with a metric.",
+            "compare runs of the same benchmark and framework.",
         )
-    return 1 if regressions else 0
+    if "regression" in verdicts:
+        return 1
+    if "inconclusive" in verdicts:
+        print(
+            "INCONCLUSIVE: no regression shown, but the noise hides whether there is one; "
+            "add runs (see above) or loosen --tolerance."
+        )
+        return EXIT_INCONCLUSIVE
+    print(
+        f"OK: no regression beyond {args.tolerance} ({len(base)} baseline and "
+        f"{len(cand)} candidate runs)."
+    )
+    return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -193,7 +228,8 @@ def register(sub) -> None:
     p.set_defaults(func=cmd_score)
 
     p = sub.add_parser(
-        "compare", help="CI gate: fail on regressions of candidate runs against baseline runs"
+        "compare",
+        help="CI gate: exit 0 no regression, 1 regression, 4 inconclusive (noise > tolerance)",
     )
     p.add_argument("baseline")
     p.add_argument("candidate")

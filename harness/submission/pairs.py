@@ -43,6 +43,7 @@ class PairComparison:
     ratio_max: float | None
     seed_matched: bool
     reading: str
+    variant: str = ""  # the scores' split label, when runs of one benchmark could not pool
 
 
 def steps_to_target(run: dict) -> float:
@@ -86,9 +87,9 @@ def reading(steps: float | None, cost: float | None, energy: float | None) -> st
 def compare_pairs(results: list[dict], trim: int = 1) -> list[PairComparison]:
     groups = grouped(results)
     out = []
-    for (system, moe, framework), moe_runs in sorted(groups.items()):
+    for (system, moe, framework, variant), moe_runs in sorted(groups.items()):
         dense = partner(moe)
-        dense_runs = groups.get((system, dense, framework)) if dense else None
+        dense_runs = groups.get((system, dense, framework, variant)) if dense else None
         if not dense_runs:
             continue
         s_d = _olympic([steps_to_target(r) for r in dense_runs], trim)
@@ -128,6 +129,7 @@ def compare_pairs(results: list[dict], trim: int = 1) -> list[PairComparison]:
                 ratios[-1] if ratios else None,
                 bool(common),
                 reading(steps_ratio, cost_ratio, energy_ratio),
+                variant,
             )
         )
     return out
