@@ -9,6 +9,7 @@ WORLD_SIZE, LOCAL_RANK from SLURM's variables).
 
 from __future__ import annotations
 
+import logging
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -99,6 +100,26 @@ def sweep_exit_code(sweep_dir: Path, jobs: int) -> tuple[int, str]:
     return worst, line
 
 
+def _logging_state() -> dict:
+    loggers = [logging.getLogger()] + [
+        lg for lg in logging.Logger.manager.loggerDict.values() if isinstance(lg, logging.Logger)
+    ]
+    return {lg: (list(lg.handlers), lg.level, lg.propagate, lg.disabled) for lg in loggers}
+
+
+def _restore_logging(state: dict) -> None:
+    for lg in [logging.getLogger()] + [
+        lg for lg in logging.Logger.manager.loggerDict.values() if isinstance(lg, logging.Logger)
+    ]:
+        handlers, level, propagate, disabled = state.get(lg, ([], logging.NOTSET, True, False))
+        for h in lg.handlers:
+            if h not in handlers:
+                h.close()
+        lg.handlers[:] = handlers
+        lg.setLevel(level)
+        lg.propagate, lg.disabled = propagate, disabled
+
+
 def run_with_hydra(overrides: list[str], jobs: int, output_dir: str) -> int:
     """Run a sweep through Hydra's multirun (its sweeper and launcher) and return the README's
     exit code for it: 0 only when every one of the `jobs` succeeded."""
@@ -110,6 +131,7 @@ def run_with_hydra(overrides: list[str], jobs: int, output_dir: str) -> int:
     )
     argv = ["joulebench", "-m", *overrides]
     saved, sys.argv = sys.argv, argv
+    logs = _logging_state()
     try:
         hydra_job()
     except SystemExit as exc:  # Hydra exits 1 after printing a launcher or sweeper failure
@@ -117,6 +139,7 @@ def run_with_hydra(overrides: list[str], jobs: int, output_dir: str) -> int:
             return 1
     finally:
         sys.argv = saved
+        _restore_logging(logs)  # Hydra's handlers hold this process's stdout; drop them
     code, line = sweep_exit_code(sweep_dir, jobs)
     print(f"joulebench: {line}.", flush=True)
     return code

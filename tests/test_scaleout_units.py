@@ -184,6 +184,7 @@ def test_a_sweep_through_hydras_submitit_launcher_runs_every_point(tmp_path):
             "seed=1,2",
             "meter=simulated",
             "benchmark.max_steps=20",
+            "benchmark.target.threshold=9",  # met at the first eval: both jobs succeed
             f"output_dir={tmp_path}",
             "progress=off",
         ],
@@ -193,6 +194,9 @@ def test_a_sweep_through_hydras_submitit_launcher_runs_every_point(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     seeds = sorted(json.loads(p.read_text())["seed"] for p in tmp_path.rglob("result.json"))
     assert seeds == [1, 2]
+    assert "joulebench: 2 of 2 sweep jobs succeeded." in proc.stdout
+    codes = [p.read_text().strip() for p in tmp_path.rglob("joulebench_exit_code")]
+    assert codes == ["0", "0"]  # written by each submitit job, read by the submitting process
 
 
 def test_nodes_and_local_ranks_follow_hostnames():
