@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -120,6 +121,21 @@ def _restore_logging(state: dict) -> None:
         lg.propagate, lg.disabled = propagate, disabled
 
 
+@contextmanager
+def _existing_handlers_kept_open():
+    """logging.config.dictConfig closes every handler this process already has (Hydra's log
+    configs call it, and so does submitit's logger module on import); absl's handler, which JAX
+    installs, closes its stream with it: stderr. Hide those handlers from it for the sweep."""
+    with logging._lock:  # the registry logging.shutdown and dictConfig walk
+        earlier = list(logging._handlerList)
+        logging._handlerList[:] = []
+    try:
+        yield
+    finally:
+        with logging._lock:
+            logging._handlerList[:0] = earlier
+
+
 def run_with_hydra(overrides: list[str], jobs: int, output_dir: str) -> int:
     """Run a sweep through Hydra's multirun (its sweeper and launcher) and return the README's
     exit code for it: 0 only when every one of the `jobs` succeeded."""
@@ -130,10 +146,17 @@ def run_with_hydra(overrides: list[str], jobs: int, output_dir: str) -> int:
         next(o for o in overrides if o.lstrip("+~").startswith("hydra.sweep.dir=")).split("=", 1)[1]
     )
     argv = ["joulebench", "-m", *overrides]
+    launcher = next(
+        (o.split("=", 1)[1] for o in overrides if o.lstrip("+~").startswith("hydra/launcher=")),
+        "basic",
+    )
+    print(f"joulebench: {jobs} sweep jobs through Hydra's {launcher} launcher; "
+          f"its files under {sweep_dir}", flush=True)
     saved, sys.argv = sys.argv, argv
     logs = _logging_state()
     try:
-        hydra_job()
+        with _existing_handlers_kept_open():
+            hydra_job()
     except SystemExit as exc:  # Hydra exits 1 after printing a launcher or sweeper failure
         if exc.code not in (0, None):
             return 1

@@ -3,7 +3,9 @@ globs and unknown keys obey the README's exit codes; reports draw every run."""
 
 from __future__ import annotations
 
+import io
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -127,9 +129,19 @@ def test_hydra_run_dir_is_refused_with_advice_that_works(capsys):
     assert main(["run", "-m", "hydra.run.dir=/tmp/x", "seed=1,2"]) == 2
 
 
+class _StreamClosingHandler(logging.StreamHandler):
+    """Like absl's handler (which JAX installs): closing it closes its stream."""
+
+    def close(self):
+        self.stream.close()
+        super().close()
+
+
 @pytest.mark.slow
 def test_a_hydra_launcher_sweep_exits_1_when_a_run_misses_its_target(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    earlier = _StreamClosingHandler(io.StringIO())  # a handler this process had before the sweep
+    logging.getLogger().addHandler(earlier)
     common = ["meter=simulated", "benchmark.max_steps=20", "progress=off", "framework.threads=1"]
     miss = ["benchmark.eval_every_steps=10", "benchmark.target.threshold=0.01"]
     code = main(["run", "-m", "hydra/launcher=basic", "seed=1,2", *common, *miss])
@@ -139,8 +151,9 @@ def test_a_hydra_launcher_sweep_exits_1_when_a_run_misses_its_target(tmp_path, c
     assert main(["run", "-m", "hydra/launcher=basic", "seed=3", *common, *hit]) == 0
     exits = sorted(Path(tmp_path).glob("results/runs/sweeps/*/*/joulebench_exit_code"))
     assert sorted(p.read_text().strip() for p in exits) == ["0", "1", "1"]
-    import logging  # Hydra's log handlers (on the captured stdout) do not outlive the sweep
-
+    assert not earlier.stream.closed  # Hydra never reconfigured logging under it
+    logging.getLogger().removeHandler(earlier)
+    # no handler of the sweep's (on the captured stdout) outlives it
     assert not any(
         getattr(h, "stream", None) is not None and h.stream.closed
         for h in logging.getLogger().handlers
