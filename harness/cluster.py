@@ -150,8 +150,11 @@ def run_with_hydra(overrides: list[str], jobs: int, output_dir: str) -> int:
         (o.split("=", 1)[1] for o in overrides if o.lstrip("+~").startswith("hydra/launcher=")),
         "basic",
     )
-    print(f"joulebench: {jobs} sweep jobs through Hydra's {launcher} launcher; "
-          f"its files under {sweep_dir}", flush=True)
+    print(
+        f"joulebench: {jobs} sweep jobs through Hydra's {launcher} launcher; "
+        f"its files under {sweep_dir}",
+        flush=True,
+    )
     saved, sys.argv = sys.argv, argv
     logs = _logging_state()
     try:
