@@ -323,6 +323,7 @@ def validate(cfg: JoulebenchConfig) -> None:
         "use auto, on or off",
     )
     _check_launcher(cfg)
+    _check_submission(cfg)
 
 
 def _check_launcher(cfg: JoulebenchConfig) -> None:
@@ -356,3 +357,24 @@ def _check_launcher(cfg: JoulebenchConfig) -> None:
             "needs a rendezvous endpoint when more than one node joins",
             "set launcher.rdzv_endpoint=<node0 host>:29500 on every node",
         )
+
+
+SUBMISSION_STATUSES = ("onprem", "cloud", "research", "preview")  # mlperf_logging mllog constants
+
+
+def _check_submission(cfg: JoulebenchConfig) -> None:
+    sub = cfg.submission
+    _require(
+        sub.division in ("closed", "open"),
+        "submission.division",
+        sub.division,
+        "is not closed or open",
+        "set submission.division=closed or submission.division=open",
+    )
+    _require(
+        sub.status in SUBMISSION_STATUSES,
+        "submission.status",
+        sub.status,
+        f"is not one of {', '.join(SUBMISSION_STATUSES)}",
+        "set submission.status=onprem (or cloud, research, preview)",
+    )

@@ -35,6 +35,7 @@ from harness.progress import Progress
 from harness.ranks import ViewGather, check_ownership, on_primary, owner_of
 from harness.results.assemble import RankLayout, assemble_result
 from harness.results.mllog import INTERVAL_END, INTERVAL_START, MLLogger
+from harness.results.mlperf_keys import run_header, samples_metadata
 from harness.results.schema import Result, to_json_dict
 from harness.results.writer import atomic_write_json, atomic_write_text, sha256_text
 from harness.system import code_version, collect_system
@@ -141,6 +142,7 @@ class Runner:
         self.warnings: list[str] = []
         self.error: str | None = None
         self.status = "running"
+        self._block_open = False  # an MLPerf block_start awaits its block_stop
         self.gather = ViewGather()  # rank 0 keeps every rank's measurements; ranks send deltas
         self._live = [0.0, 0.0]  # watts and joules so far, over all ranks, for the progress line
 
@@ -227,13 +229,19 @@ class Runner:
         return RunOutcome(self.run_dir, self._result_cache, self.status)
 
     def _log_header(self, mllog: MLLogger) -> None:
-        bench, t = self.cfg.benchmark, self.tl.init_start_ns
-        mllog.event("submission_benchmark", bench.name, t)
-        mllog.event("submission_platform", self.workload.info.device_name, t)
-        mllog.event("seed", self.cfg.seed, t)
-        mllog.event("global_batch_size", bench.global_batch, t)
-        mllog.event("opt_base_learning_rate", bench.optim.lr, t)
+        t = self.tl.init_start_ns
+        for key, value, metadata in run_header(self.cfg, self.workload.info):
+            mllog.event(key, value, t, metadata=metadata)
         mllog.event("init_start", None, t, INTERVAL_START)
+
+    def _block(self, mllog: MLLogger, start: bool, step: int, t_ns: int) -> None:
+        """MLPerf's blocks: the training between two evals, counted in samples."""
+        meta = samples_metadata(step, self.cfg.benchmark.global_batch)
+        if start:
+            mllog.event("block_start", None, t_ns, INTERVAL_START, meta)
+        elif self._block_open:
+            mllog.event("block_stop", None, t_ns, INTERVAL_END, meta)
+        self._block_open = start
 
     def _train(self, mllog: MLLogger, progress: Progress, stop: StopRequest) -> bool:
         """The timed loop. Returns True when it ended early on a stop request."""
@@ -253,6 +261,7 @@ class Runner:
         tl.warmup_stop_ns = tl.run_start_ns = Timeline.now()
         mllog.event("init_stop", None, tl.run_start_ns, INTERVAL_END)
         mllog.event("run_start", None, tl.run_start_ns, INTERVAL_START)
+        self._block(mllog, True, 0, tl.run_start_ns)
         self._write_result(final=False)
 
         step = 0
@@ -281,8 +290,12 @@ class Runner:
             if fault_stop:
                 return False
             eval_due = step % bench.eval_every_steps == 0 or step == bench.max_steps
-            if eval_due and self._evaluate(step, mllog, progress):
-                return False
+            if eval_due:
+                self._block(mllog, False, step, now)
+                if self._evaluate(step, mllog, progress):
+                    return False
+                if step < bench.max_steps:
+                    self._block(mllog, True, step, Timeline.now())
         return False
 
     def _close_window(
@@ -307,7 +320,8 @@ class Runner:
     def _evaluate(self, step: int, mllog: MLLogger, progress: Progress) -> bool:
         bench, tl = self.cfg.benchmark, self.tl
         t0 = Timeline.now()
-        mllog.event("eval_start", None, t0, INTERVAL_START, {"step": step})
+        samples = samples_metadata(step, bench.global_batch)
+        mllog.event("eval_start", None, t0, INTERVAL_START, samples)
         eval_loss = self.workload.evaluate()
         self.workload.sync()
         t1 = Timeline.now()
@@ -317,9 +331,9 @@ class Runner:
             "eval_accuracy",
             eval_loss,
             t1,
-            metadata={"step": step, "metric": "eval_loss", "unit": "nats_per_token"},
+            metadata={**samples, "metric": "eval_loss", "unit": "nats_per_token"},
         )
-        mllog.event("eval_stop", None, t1, INTERVAL_END, {"step": step})
+        mllog.event("eval_stop", None, t1, INTERVAL_END, samples)
         progress.update(step, bench.max_steps, None, *self._live, eval_loss)
         self._write_result(final=False)
         return reached
@@ -341,6 +355,7 @@ class Runner:
         else:
             self.status = "success" if reached else "target_not_reached"
         if tl.run_stop_ns is not None:
+            self._block(mllog, False, tl.steps, tl.run_stop_ns)  # a run stopped mid-block
             mllog.event(
                 "run_stop",
                 None,

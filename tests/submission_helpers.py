@@ -41,27 +41,31 @@ def build_submission(
 
 
 def write_system(path: Path, accelerator: str, count: int) -> Path:
-    path.write_text(
-        json.dumps(
-            {
-                "submitter": "ci",
-                "division": "open",
-                "system_name": "ci box",
-                "number_of_nodes": 1,
-                "host_processor_model_name": accelerator,
-                "host_processors_per_node": 1,
-                "host_memory_capacity": "24 GB",
-                "accelerator_model_name": accelerator,
-                "accelerators_per_node": count,
-                "framework": "torch",
-                "operating_system": "Linux",
-                "power_meter_model": "simulated",
-                "power_meter_method": "simulated",
-                "pue": 1.0,
-                "pue_source": "none",
-            }
-        )
+    """A complete system description: MLCommons' required fields (strings) and joulebench's."""
+    from harness.submission.ruleset import load_ruleset
+
+    system = {k: "N/A" for k in load_ruleset("v1").mlcommons_system_fields}
+    system.update(
+        {
+            "submitter": "ci",
+            "division": "open",
+            "status": "Research, Development, or Internal (RDI)",
+            "system_name": "ci box",
+            "number_of_nodes": "1",
+            "host_processor_model_name": accelerator,
+            "host_processors_per_node": "1",
+            "host_memory_capacity": "24 GB",
+            "accelerator_model_name": accelerator,
+            "accelerators_per_node": str(count),
+            "framework": "torch",
+            "operating_system": "Linux",
+            "power_meter_model": "simulated",
+            "power_meter_method": "simulated",
+            "pue": 1.0,
+            "pue_source": "none",
+        }
     )
+    path.write_text(json.dumps(system))
     return path
 
 

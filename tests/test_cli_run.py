@@ -122,6 +122,54 @@ def test_mllog_is_mlperf_format_and_agrees_with_result(simulated_run):
     assert evals == pytest.approx([e["eval_loss"] for e in r["metrics"]["evals"]])
 
 
+def test_mllog_discloses_what_mlcommons_common_rules_ask(simulated_run):
+    """training_6.1.0/common.yaml's keys, blocks that pair up, samples counted, real callers."""
+    _, run_dir, r = simulated_run
+    records = parse_mllog((run_dir / "mllog.txt").read_text())
+    first = {}
+    for rec in records:
+        first.setdefault(rec["key"], rec)
+    cfg = r["config"]["benchmark"]
+    batch = cfg["global_batch"]
+    expected = {
+        "submission_org": "",
+        "submission_division": "open",
+        "submission_status": "onprem",
+        "cache_clear": False,
+        "train_samples": r["workload"]["extra"]["train_sequences"],
+        "eval_samples": batch * cfg["eval_batches"],
+        "gradient_accumulation_steps": 1,
+        "micro_batch_size": batch,
+        "lowest_numerical_precision_in_linear": "fp32",  # CPU trains in fp32
+        "lowest_numerical_precision_in_comm": "fp32",
+        "tensor_parallelism": 1,
+        "expert_parallelism": 1,
+        "config_filename": "config.yaml",
+        "opt_end_learning_rate": pytest.approx(cfg["optim"]["lr"] * cfg["optim"]["min_lr_ratio"]),
+        "opt_learning_rate_decay_steps": cfg["max_steps"] - cfg["optim"]["lr_warmup_steps"],
+        "max_sequence_length": cfg["model"]["seq_len"],
+    }
+    assert {k: first[k]["value"] for k in expected} == expected
+    assert r["workload"]["extra"]["train_sequences"] == cfg["data"]["train_tokens"] // 64
+    keys = [rec["key"] for rec in records]
+    assert keys.index("init_start") > keys.index("config_filename")  # disclosed before init
+    blocks = [rec for rec in records if rec["key"] in ("block_start", "block_stop")]
+    assert [b["key"] for b in blocks] == ["block_start", "block_stop"] * (len(blocks) // 2)
+    assert blocks[0]["time_ms"] == first["run_start"]["time_ms"]
+    assert blocks[-1]["key"] == "block_stop" and blocks[0]["metadata"]["samples_count"] == 0
+    steps = [e["step"] for e in r["metrics"]["evals"]]
+    stops = [b["metadata"]["samples_count"] for b in blocks if b["key"] == "block_stop"]
+    assert stops == [s * batch for s in steps]  # each block ends at an eval
+    accuracy = [rec["metadata"] for rec in records if rec["key"] == "eval_accuracy"]
+    assert [m["samples_count"] for m in accuracy] == [s * batch for s in steps]
+    root = Path(__file__).resolve().parent.parent
+    for rec in (first["run_start"], first["eval_accuracy"], first["block_stop"]):
+        line = (
+            (root / rec["metadata"]["file"]).read_text().splitlines()[rec["metadata"]["lineno"] - 1]
+        )
+        assert "mllog.event(" in line  # the call that logged it, as mlcommons/logging records
+
+
 def test_multirun_gives_one_directory_per_seed(in_tmp, capsys):
     assert main(
         [

@@ -221,6 +221,6 @@ def test_the_system_template_declares_the_nodes_asked_for(tmp_path, capsys):
 
     assert main(["system", "--nodes", "4", "-o", str(tmp_path / "s.json")]) == 0
     desc = json.loads((tmp_path / "s.json").read_text())
-    assert desc["number_of_nodes"] == 4 and desc["accelerators_per_node"] >= 1
+    assert desc["number_of_nodes"] == "4" and int(desc["accelerators_per_node"]) >= 1
     assert main(["system", "--nodes", "0"]) == 2
     assert "--nodes 0 is not a node count" in capsys.readouterr().err

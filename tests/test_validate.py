@@ -122,6 +122,10 @@ def test_a_missing_run(built, tmp_path):
 
     sub = _mutated(built, tmp_path)
     shutil.rmtree(runs_of(sub)[-1])
+    # its MLCommons copy (result_4.txt) is left without the run it came from
+    assert validate_submission(sub).rule_ids() == {"RUNS-001", "MLC-001"}
+    (sub / "results/ci-box/lm-dense-tiny/result_4.txt").unlink()
+    shutil.rmtree(sub / "results/ci-box/lm-dense-tiny/power/result_4")
     assert validate_submission(sub).rule_ids() == {"RUNS-001"}
 
 
@@ -156,7 +160,7 @@ def test_system_declaring_eight_gpus_for_one_gpu_runs(built, tmp_path):
     sub = _mutated(built, tmp_path)
     path = next((sub / "systems").glob("*.json"))
     system = json.loads(path.read_text())
-    system["accelerators_per_node"] = 8
+    system["accelerators_per_node"] = "8"
     path.write_text(json.dumps(system))
     assert validate_submission(sub).rule_ids() == {"SYS-003"}
 

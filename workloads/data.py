@@ -44,6 +44,11 @@ class TokenSource:
                     "give more data or a shorter seq_len.",
                 )
 
+    @property
+    def train_sequences(self) -> int:
+        """Distinct seq_len windows the training split holds (MLPerf's train_samples)."""
+        return int(self.train.size // self.seq_len)
+
     def _windows(self, arr: np.ndarray, rows: np.ndarray, starts: np.ndarray) -> Batch:
         idx_BT = starts[:, None] + np.arange(self.seq_len + 1)[None, :]
         tokens = arr[rows[:, None], idx_BT] if arr.ndim == 2 else arr[idx_BT]

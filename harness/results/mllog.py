@@ -7,10 +7,14 @@ monotonic clock and its UTC anchor, so log times and trace times agree exactly.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import sys
 from pathlib import Path
 from typing import Any
+
+_ROOT = Path(__file__).resolve().parents[2]
 
 POINT_IN_TIME = "POINT_IN_TIME"
 INTERVAL_START = "INTERVAL_START"
@@ -27,7 +31,7 @@ class MLLogger:
         self._anchor_ms, self._anchor_ns = anchor_utc_ms, anchor_ns
 
     def time_ms(self, t_ns: int) -> int:
-        return int(round(self._anchor_ms + (t_ns - self._anchor_ns) / 1e6))
+        return utc_ms(self._anchor_ms, self._anchor_ns, t_ns)
 
     def event(
         self,
@@ -47,13 +51,32 @@ class MLLogger:
             "event_type": event_type,
             "key": key,
             "value": value,
-            "metadata": {"file": "harness/runner.py", **(metadata or {})},
+            "metadata": {**_caller(), **(metadata or {})},
         }
         self._f.write(PREFIX + json.dumps(record, allow_nan=False) + "\n")
 
     def close(self) -> None:
         if self._f is not None:
             self._f.close()
+
+
+def utc_ms(anchor_utc_ms: float, anchor_ns: int, t_ns: int) -> int:
+    """A monotonic timestamp on MLPerf's clock: UTC epoch milliseconds through the run's anchor."""
+    return int(round(anchor_utc_ms + (t_ns - anchor_ns) / 1e6))
+
+
+def _caller() -> dict[str, Any]:
+    """The file and line that logged the event, as mlcommons/logging's get_caller records them:
+    the first frame outside this module."""
+    frame = sys._getframe(1)
+    while frame is not None and frame.f_code.co_filename == __file__:
+        frame = frame.f_back
+    if frame is None:
+        return {}
+    path = Path(frame.f_code.co_filename)
+    with contextlib.suppress(ValueError):  # a caller outside the repository keeps its path
+        path = path.resolve().relative_to(_ROOT)
+    return {"file": path.as_posix(), "lineno": frame.f_lineno}
 
 
 def parse_mllog(text: str) -> list[dict[str, Any]]:

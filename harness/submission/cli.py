@@ -15,20 +15,30 @@ from harness.errors import ConfigError, SubmissionError
 
 def cmd_system(args: argparse.Namespace) -> int:
     from harness.results.writer import atomic_write_json
-    from harness.submission.package import system_template
+    from harness.submission.package import (
+        SYSTEM_STATUSES,
+        system_fields_to_fill,
+        system_template,
+    )
 
     if args.nodes < 1:
         raise SubmissionError(
             f"--nodes {args.nodes} is not a node count.", "give --nodes 1 or more."
         )
     template = system_template(args.name, args.nodes)
+    todo = system_fields_to_fill(template)
     if args.output:
         atomic_write_json(Path(args.output), template)
-        print(
-            f"joulebench: wrote {args.output}; fill in submitter, power_meter_model, power_meter_method, pue_source."
-        )
     else:
         print(json.dumps(template, indent=2))
+    where = args.output or "the template above"
+    print(
+        f"joulebench: fill in {len(todo)} fields of {where}: {', '.join(todo)}. "
+        f"status is one of: {'; '.join(SYSTEM_STATUSES)}. division is closed or open "
+        "(`joulebench package --org --division` sets submitter and division). "
+        "Use N/A where a field does not apply.",
+        file=sys.stderr if not args.output else sys.stdout,
+    )
     return 0
 
 

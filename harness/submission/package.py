@@ -22,51 +22,90 @@ SYSTEM_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 
 
 def system_template(name: str | None = None, nodes: int = 1) -> dict:
-    """MLPerf-style system description pre-filled from this machine, plus power fields to fill in."""
+    """A system description pre-filled from this machine: every field MLCommons'
+    system_desc_checker requires (as strings, as it wants them) plus joulebench's power fields.
+    Empty strings are for you to fill in; `system_fields_to_fill` lists them."""
     import platform
 
     import psutil
 
     from harness.system import _framework_versions, cpu_model_name
 
-    accelerator, count, driver = cpu_model_name(), 1, None
+    accelerator, count, driver, memory = cpu_model_name(), 1, None, ""
     try:
         from harness.meters import nvml as nvml_meter
 
         pynvml = nvml_meter.load_pynvml()
         pynvml.nvmlInit()
         count = pynvml.nvmlDeviceGetCount()
-        accelerator = nvml_meter._text(
-            pynvml.nvmlDeviceGetName(pynvml.nvmlDeviceGetHandleByIndex(0))
-        )
+        handle = pynvml.nvmlDeviceGetHandleByIndex(0)
+        accelerator = nvml_meter._text(pynvml.nvmlDeviceGetName(handle))
         driver = nvml_meter._text(pynvml.nvmlSystemGetDriverVersion())
+        memory = f"{pynvml.nvmlDeviceGetMemoryInfo(handle).total / 2**30:.0f} GB"
         pynvml.nvmlShutdown()
     except Exception:  # noqa: BLE001 - no GPU: a CPU-only system, the CPU trains
         count = 1
     frameworks = _framework_versions()
+    cores = psutil.cpu_count(logical=False) or psutil.cpu_count() or 0
+    freq = psutil.cpu_freq()
+    cpu_only = driver is None
     return {
+        # MLCommons training system description (mlperf-logging system_desc_checker)
         "submitter": "",
         "division": "",
+        "status": "",  # one of SYSTEM_STATUSES
         "system_name": name or platform.node(),
-        "status": "onprem",
         "system_type": "datacenter",
-        "number_of_nodes": nodes,
+        "number_of_nodes": str(nodes),
+        "host_processors_per_node": "1",
         "host_processor_model_name": cpu_model_name(),
-        "host_processors_per_node": 1,
-        "host_processor_core_count": psutil.cpu_count(logical=False) or psutil.cpu_count() or 0,
+        "host_processor_core_count": str(cores),
+        "host_processor_vcpu_count": str(psutil.cpu_count() or cores),
+        "host_processor_frequency": f"{freq.max:.0f} MHz" if freq and freq.max else "",
+        "host_processor_caches": "",
+        "host_processor_interconnect": "",
         "host_memory_capacity": f"{psutil.virtual_memory().total / 2**30:.1f} GB",
+        "host_storage_type": "",
+        "host_storage_capacity": "",
+        "host_networking": "",
+        "host_networking_topology": "",
+        "host_memory_configuration": "",
+        "accelerators_per_node": str(count),
         "accelerator_model_name": accelerator,
-        "accelerators_per_node": count,
-        "accelerator_driver": driver,
+        "accelerator_host_interconnect": "" if not cpu_only else "N/A",
+        "accelerator_frequency": "" if not cpu_only else "N/A",
+        "accelerator_on-chip_memories": "" if not cpu_only else "N/A",
+        "accelerator_memory_configuration": "" if not cpu_only else "N/A",
+        "accelerator_memory_capacity": memory if not cpu_only else "N/A",
+        "accelerator_interconnect": "" if not cpu_only else "N/A",
+        "accelerator_interconnect_topology": "" if not cpu_only else "N/A",
+        "accelerator_driver": driver or "N/A",
+        "cooling": "",
+        "hw_notes": "CPU-only system: the CPU is the training device." if cpu_only else "",
         "framework": ", ".join(f"{k} {v}" for k, v in frameworks.items() if k in ("torch", "jax")),
+        "other_software_stack": f"Python {platform.python_version()}, joulebench {__version__}",
         "operating_system": f"{platform.system()} {platform.release()}",
+        "sw_notes": "",
+        # joulebench's power fields
         "power_meter_model": "",
         "power_meter_method": "",  # e.g. "NVML energy counter", "wall (PTDaemon)"
         "power_supply_details": "",
         "pue": 1.0,
         "pue_source": "",
-        "notes": "CPU-only system: the CPU is the training device." if driver is None else "",
     }
+
+
+SYSTEM_STATUSES = [
+    "Available on-premise",
+    "Available cloud",
+    "Research, Development, or Internal (RDI)",
+    "Preview",
+]
+
+
+def system_fields_to_fill(template: dict) -> list[str]:
+    """The fields a template leaves empty: the ones only you know."""
+    return [k for k, v in template.items() if v in ("", None)]
 
 
 def package(
@@ -105,8 +144,14 @@ def package(
         runs.append(
             (result["benchmark"], result["workload"]["framework"], result.get("seed", 0), run_dir)
         )
+    from harness.submission.mlcommons import system_description, write_view
+    from harness.submission.ruleset import load_ruleset
+
+    rules = load_ruleset(ruleset)
+    system_description(system, org, division, rules)  # refuse before writing anything
     out.mkdir(parents=True, exist_ok=True)
     counters: dict[tuple[str, str], int] = {}
+    numbered = []
     for benchmark, framework, _seed, run_dir in sorted(
         runs, key=lambda r: (r[0], r[1], r[2], str(r[3]))
     ):
@@ -115,10 +160,9 @@ def package(
         target.mkdir(parents=True)
         for name in RUN_FILES:
             shutil.copy2(run_dir / name, target / name)
-    (out / "systems").mkdir(exist_ok=True)
-    atomic_write_json(
-        out / "systems" / f"{system_id}.json", {**system, "submitter": org, "division": division}
-    )
+        numbered.append((benchmark, framework, k, target))
+    # the MLCommons view beside joulebench's, and the system file in MLCommons' schema
+    write_view(out, numbered, system_id, system, org, division, rules)
     atomic_write_json(
         out / "submission.json",
         {

@@ -34,6 +34,9 @@ class Ruleset:
     max_trace_bytes: int
     max_mllog_bytes: int
     system_required_fields: list[str]
+    mlcommons_ruleset: str
+    mlcommons_availability: list[str]
+    mlcommons_system_fields: list[str]
 
 
 def available_rulesets() -> list[str]:
@@ -67,4 +70,7 @@ def load_ruleset(ruleset_id: str) -> Ruleset:
         max_trace_bytes=int(raw["limits"]["max_trace_bytes"]),
         max_mllog_bytes=int(raw["limits"]["max_mllog_bytes"]),
         system_required_fields=list(raw["system_required_fields"]),
+        mlcommons_ruleset=str(raw["mlcommons"]["ruleset"]),
+        mlcommons_availability=list(raw["mlcommons"]["availability"]),
+        mlcommons_system_fields=list(raw["mlcommons"]["system_fields"]),
     )

@@ -289,7 +289,7 @@ class RunChecks:
         edges = EdgeEnergy(trace.energy_at, times, totals)
         total = edges.between
 
-        recomputed = total(start, stop)
+        recomputed = run.energy_j = total(start, stop)
         if not close_enough(m["energy_total_j"], recomputed, tol):
             self.add(
                 "ENERGY-001",

@@ -15,6 +15,7 @@ finding has a rule id, a severity, the file, and a sentence the submitter can ac
   TARGET-002 non-converged     RUNS-001 run count       DIV-001 provenance    MLLOG-001 MLPerf log
   DIST-001 domain ownership    DIST-002 world size      DIST-003 nodes vs total (multi-process)
   DIST-004 rank clocks
+  MLC-001 MLCommons view vs runs  MLC-002 MLCommons system schema
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pathlib import Path
 
 from harness.errors import SubmissionError
 from harness.submission.findings import RUN_FILES, Finding, Report, Run, read_json
+from harness.submission.mlcommons import RESULT_FILE, check_view
 from harness.submission.ruleset import Ruleset, load_ruleset
 from harness.submission.run_checks import RunChecks
 
@@ -62,6 +64,7 @@ class Validator:
                 )
                 run.result = None
         self._check_groups(runs, systems, meta["division"])
+        check_view(self.root, runs, systems, self.rules, self.add)
         self.report.runs = runs
         return self.report
 
@@ -165,6 +168,10 @@ class Validator:
                     if name in dirnames:
                         dirnames.remove(name)
             depth = len(rel_parts)
+            if depth == 3:  # results/<system>/<benchmark>: the MLCommons view's files live here
+                filenames = [f for f in filenames if not RESULT_FILE.fullmatch(f)]
+                if "power" in dirnames:
+                    dirnames.remove("power")
             if depth < 5 and filenames:
                 for name in filenames:
                     self.add(

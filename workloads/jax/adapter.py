@@ -196,6 +196,7 @@ class JaxWorkload:
                 "process_count": jax.process_count(),
                 "attention": self.attn_impl or "xla",
                 **knowledge_extra(self.bench, facts["params_total"]),
+                "train_sequences": self.data.train_sequences,
                 **(
                     {
                         "cuda_device_indices": [

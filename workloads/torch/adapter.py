@@ -112,6 +112,7 @@ class TorchWorkload:
         name = torch.cuda.get_device_name(self.device) if on_gpu else _cpu_name()
         peak = peak_flops_per_s(name) if on_gpu else None
         extra = knowledge_extra(self.bench, facts["params_total"])
+        extra["train_sequences"] = self.data.train_sequences
         if on_gpu:
             index = self.device.index or 0
             extra["cuda_device_indices"] = [index]
