@@ -211,6 +211,9 @@ def build_parser() -> argparse.ArgumentParser:
     from harness.data.prepare import register as register_data
 
     register_data(sub)
+    from harness.equivalence import register as register_equivalence
+
+    register_equivalence(sub)
     return parser
 
 

@@ -126,6 +126,10 @@ class FrameworkConfig:
     # them), data parallel across such groups; 0: as many as divide the experts and the world
     expert_parallel: int = 0
     mesh: MeshConfig = field(default_factory=MeshConfig)  # jax
+    # framework=custom: your Workload class, "package.module:ClassName" (workloads/custom.py)
+    target: str | None = None
+    # framework=custom: an equivalence.json from `joulebench equivalence`, recorded in the result
+    equivalence: str | None = None
     distributed: DistributedConfig = field(default_factory=DistributedConfig)  # jax multi-host
 
 

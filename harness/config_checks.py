@@ -139,8 +139,8 @@ def validate(cfg: JoulebenchConfig) -> None:
         "is unknown",
         "use cosine or constant",
     )
-    _require(
-        t.metric == "eval_loss",
+    _require(  # your own training (framework=custom or external) names its own metric
+        t.metric == "eval_loss" or cfg.framework.name in ("custom", "external"),
         "benchmark.target.metric",
         t.metric,
         "is not supported",
@@ -163,11 +163,25 @@ def validate(cfg: JoulebenchConfig) -> None:
 
     f = cfg.framework
     _require(
-        f.name in ("torch", "jax"),
+        f.name in ("torch", "jax", "custom", "external"),
         "framework",
         f.name,
         "is not available",
-        "use framework=torch or jax",
+        "use framework=torch or jax, or framework=custom framework.target=module:Class",
+    )
+    _require(
+        not (b.name == "external" and f.name in ("torch", "jax")),
+        "benchmark",
+        b.name,
+        "describes a loop joulebench does not run (harness.api.Measurement)",
+        "pick a joulebench benchmark (e.g. benchmark=lm-dense-tiny) for framework=torch or jax",
+    )
+    _require(
+        f.name != "custom" or bool(f.target),
+        "framework.target",
+        f.target,
+        "is needed by framework=custom",
+        "set framework.target=package.module:ClassName (your Workload class)",
     )
     _require(
         f.expert_parallel >= 0,

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from harness.results.schema import EnergyPerStep, EvalRecord, Metrics, WindowRecord
+from harness.results.schema import EnergyPerStep, EvalRecord, Metrics, SpanRecord, WindowRecord
 from harness.timeline import Timeline
 from workloads.base import WorkloadInfo
 
@@ -99,6 +99,7 @@ def compute_metrics(
     start, stop = tl.run_start_ns, tl.run_stop_ns
     times = [start, stop, *(t for w in tl.windows for t in (w.t_start_ns, w.t_end_ns))]
     times += [e.t_end_ns for e in tl.evals]
+    times += [t for s in tl.spans for t in (s.t_start_ns, s.t_end_ns)]
     warmup = tl.warmup_start_ns is not None and tl.warmup_stop_ns is not None
     if warmup:
         times += [tl.warmup_start_ns, tl.warmup_stop_ns]
@@ -150,14 +151,21 @@ def compute_metrics(
         )
 
     window_time_s = sum((w.t_end_ns - w.t_start_ns) / 1e9 for w in full)
+    tokens_per_step = info.tokens_per_step
     throughput = (
-        steps_per_window * len(full) * info.tokens_per_step / window_time_s
-        if window_time_s > 0
+        steps_per_window * len(full) * tokens_per_step / window_time_s
+        if window_time_s > 0 and tokens_per_step
         else None
     )
-    joules_per_token = per_step.mean_j / info.tokens_per_step if per_step else None
+    joules_per_token = per_step.mean_j / tokens_per_step if per_step and tokens_per_step else None
     mfu = None
-    if throughput is not None and info.peak_flops_per_s:
+    if tokens_per_step is None:
+        warnings.append(
+            "throughput, joules per token and MFU are null: the workload gives no tokens per step."
+        )
+    elif throughput is not None and info.flops_per_token is None:
+        warnings.append("MFU is null: the workload gives no FLOPs per token.")
+    elif throughput is not None and info.peak_flops_per_s:
         mfu = info.flops_per_token * throughput / info.peak_flops_per_s
     elif throughput is not None:
         warnings.append(
@@ -183,7 +191,7 @@ def compute_metrics(
 
     metrics = Metrics(
         steps=tl.steps,
-        tokens=tl.steps * info.tokens_per_step,
+        tokens=tl.steps * tokens_per_step if tokens_per_step is not None else None,
         energy_total_j=total_j,
         energy_by_domain_j=by_domain,
         energy_per_step=per_step,
@@ -200,5 +208,15 @@ def compute_metrics(
         peak_device_memory_gb=None,  # filled by the runner from the workload
         energy_above_idle_j=above_idle_j,
         evals=evals,
+        spans=[
+            SpanRecord(
+                s.name,
+                s.t_start_ns,
+                s.t_end_ns,
+                (s.t_end_ns - s.t_start_ns) / 1e9,
+                edges.between(s.t_start_ns, s.t_end_ns),
+            )
+            for s in tl.spans
+        ],
     )
     return metrics, windows, warnings

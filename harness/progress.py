@@ -16,7 +16,7 @@ class Progress:
     def update(
         self,
         step: int,
-        max_steps: int,
+        max_steps: int | None,
         train_loss: float | None,
         watts: float,
         joules: float,
@@ -24,7 +24,7 @@ class Progress:
     ) -> None:
         if not self.enabled:
             return
-        parts = [f"step {step}/{max_steps}"]
+        parts = [f"step {step}" if max_steps is None else f"step {step}/{max_steps}"]
         if train_loss is not None:
             parts.append(f"loss {train_loss:.4f}")
         if eval_loss is not None:

@@ -101,13 +101,14 @@ def target_met(value: float, threshold: float, direction: str) -> bool:
 
 
 class Runner:
-    def __init__(self, cfg: JoulebenchConfig, dict_cfg):
+    def __init__(self, cfg: JoulebenchConfig, dict_cfg, workload=None):
+        """`workload` None builds the config's; harness.api passes a loop it does not drive."""
         self.cfg = cfg
         self.config_yaml = OmegaConf.to_yaml(dict_cfg, resolve=True, sort_keys=False)
         self.config_dict = OmegaConf.to_container(dict_cfg, resolve=True)
         self.tl = Timeline.begin()
         # Build what can fail on bad input before anything is written.
-        self.workload = build_workload(cfg.benchmark, cfg.framework, cfg.seed)
+        self.workload = workload or build_workload(cfg.benchmark, cfg.framework, cfg.seed)
         self.group: ProcessGroup = getattr(self.workload, "group", None) or ProcessGroup()
         topo = self.group.topology
         self.meter = build_meter(cfg.meter, self.workload.info, topo)
@@ -145,6 +146,14 @@ class Runner:
         self._block_open = False  # an MLPerf block_start awaits its block_stop
         self.gather = ViewGather()  # rank 0 keeps every rank's measurements; ranks send deltas
         self._live = [0.0, 0.0]  # watts and joules so far, over all ranks, for the progress line
+        self.progress_total: int | None = cfg.benchmark.max_steps  # None: the loop decides
+        own = cfg.framework.name in ("custom", "external")  # their metric, in their units
+        self._eval_unit = {} if own else {"unit": "nats_per_token"}
+
+    def meter_live(self) -> list[float]:
+        """This process's watts and joules so far (a loop the runner does not drive)."""
+        self._live = [self.meter.latest_watts(), self.meter.latest_joules()]
+        return self._live
 
     # -- result files ----------------------------------------------------------------------
     def _result(self, final: bool, local_only: bool = False) -> Result | None:
@@ -187,13 +196,13 @@ class Runner:
             layout=layout,
         )
 
-    def _write_result(self, final: bool, local_only: bool = False) -> Result | None:
+    def write_result(self, final: bool, local_only: bool = False) -> Result | None:
         result = self._result(final, local_only)
         if result is not None:
             atomic_write_json(self.run_dir / "result.json", to_json_dict(result))
         return result
 
-    def _trace_path(self) -> Path:
+    def trace_path(self) -> Path:
         if not self.group.distributed:
             return self.run_dir / "power.csv"
         return self.rank_dir / f"power.rank{self.group.topology.rank}.csv"
@@ -212,8 +221,8 @@ class Runner:
         aborted, broken = False, False
         with StopRequest() as stop:
             try:
-                self._log_header(mllog)
-                self.meter.start(self._trace_path())
+                self.log_header(mllog)
+                self.meter.start(self.trace_path())
                 aborted = self._train(mllog, progress, stop)
             except KeyboardInterrupt:
                 aborted = broken = True
@@ -224,17 +233,17 @@ class Runner:
             finally:
                 progress.close()
                 # after a failure other ranks may be gone: no collectives, keep local traces
-                self._finish(mllog, aborted, local_only=broken and self.group.distributed)
+                self.finish(mllog, aborted, local_only=broken and self.group.distributed)
                 self.group.close()
         return RunOutcome(self.run_dir, self._result_cache, self.status)
 
-    def _log_header(self, mllog: MLLogger) -> None:
+    def log_header(self, mllog: MLLogger) -> None:
         t = self.tl.init_start_ns
         for key, value, metadata in run_header(self.cfg, self.workload.info):
             mllog.event(key, value, t, metadata=metadata)
         mllog.event("init_start", None, t, INTERVAL_START)
 
-    def _block(self, mllog: MLLogger, start: bool, step: int, t_ns: int) -> None:
+    def block(self, mllog: MLLogger, start: bool, step: int, t_ns: int) -> None:
         """MLPerf's blocks: the training between two evals, counted in samples."""
         meta = samples_metadata(step, self.cfg.benchmark.global_batch)
         if start:
@@ -243,10 +252,9 @@ class Runner:
             mllog.event("block_stop", None, t_ns, INTERVAL_END, meta)
         self._block_open = start
 
-    def _train(self, mllog: MLLogger, progress: Progress, stop: StopRequest) -> bool:
-        """The timed loop. Returns True when it ended early on a stop request."""
-        bench, tl, wl = self.cfg.benchmark, self.tl, self.workload
-        group = self.group
+    def begin(self, mllog: MLLogger) -> None:
+        """Idle power (if asked), warm-up, then run_start: from here everything is timed."""
+        bench, tl, wl, group = self.cfg.benchmark, self.tl, self.workload, self.group
         if self.cfg.meter.idle_seconds > 0:
             wl.sync()
             group.barrier()
@@ -261,8 +269,14 @@ class Runner:
         tl.warmup_stop_ns = tl.run_start_ns = Timeline.now()
         mllog.event("init_stop", None, tl.run_start_ns, INTERVAL_END)
         mllog.event("run_start", None, tl.run_start_ns, INTERVAL_START)
-        self._block(mllog, True, 0, tl.run_start_ns)
-        self._write_result(final=False)
+        self.block(mllog, True, 0, tl.run_start_ns)
+        self.write_result(final=False)
+
+    def _train(self, mllog: MLLogger, progress: Progress, stop: StopRequest) -> bool:
+        """The timed loop. Returns True when it ended early on a stop request."""
+        bench, tl, wl = self.cfg.benchmark, self.tl, self.workload
+        group = self.group
+        self.begin(mllog)
 
         step = 0
         while step < bench.max_steps:
@@ -282,7 +296,7 @@ class Runner:
                 [stop.requested, faulted], [self.meter.latest_watts(), self.meter.latest_joules()]
             )
             now = Timeline.now()
-            window = self._close_window(first, t0, now, wl.read_step_stats(handles), mllog)
+            window = self.close_window(first, t0, now, wl.read_step_stats(handles), mllog)
             tl.steps = step
             progress.update(step, bench.max_steps, window.train_loss, *self._live)
             if stop_now:
@@ -291,14 +305,14 @@ class Runner:
                 return False
             eval_due = step % bench.eval_every_steps == 0 or step == bench.max_steps
             if eval_due:
-                self._block(mllog, False, step, now)
+                self.block(mllog, False, step, now)
                 if self._evaluate(step, mllog, progress):
                     return False
                 if step < bench.max_steps:
-                    self._block(mllog, True, step, Timeline.now())
+                    self.block(mllog, True, step, Timeline.now())
         return False
 
-    def _close_window(
+    def close_window(
         self, first: int, t0: int, t1: int, per_step: list[dict], mllog: MLLogger
     ) -> Window:
         """Record the window and log every step's statistics (loss, and router stats for MoE)."""
@@ -312,33 +326,38 @@ class Runner:
                 sum(col) / len(per_step)
                 for col in zip(*(s["expert_load"] for s in per_step), strict=True)
             ]
-        last_loss = per_step[-1]["train_loss"] if per_step else None
+        last_loss = per_step[-1].get("train_loss") if per_step else None
         window = Window(first, first + len(per_step), t0, t1, last_loss, means, load)
         self.tl.windows.append(window)
         return window
 
     def _evaluate(self, step: int, mllog: MLLogger, progress: Progress) -> bool:
-        bench, tl = self.cfg.benchmark, self.tl
         t0 = Timeline.now()
-        samples = samples_metadata(step, bench.global_batch)
-        mllog.event("eval_start", None, t0, INTERVAL_START, samples)
         eval_loss = self.workload.evaluate()
         self.workload.sync()
-        t1 = Timeline.now()
+        return self.record_eval(step, t0, Timeline.now(), eval_loss, mllog, progress)
+
+    def record_eval(
+        self, step: int, t0: int, t1: int, eval_loss: float, mllog: MLLogger, progress: Progress
+    ) -> bool:
+        """An eval that ran from t0 to t1 (after `step` steps); True when it met the target."""
+        bench, tl = self.cfg.benchmark, self.tl
+        samples = samples_metadata(step, bench.global_batch)
+        mllog.event("eval_start", None, t0, INTERVAL_START, samples)
         reached = target_met(eval_loss, bench.target.threshold, bench.target.direction)
         tl.evals.append(EvalPoint(step, t0, t1, eval_loss, reached))
         mllog.event(
             "eval_accuracy",
             eval_loss,
             t1,
-            metadata={**samples, "metric": "eval_loss", "unit": "nats_per_token"},
+            metadata={**samples, "metric": bench.target.metric, **self._eval_unit},
         )
         mllog.event("eval_stop", None, t1, INTERVAL_END, samples)
-        progress.update(step, bench.max_steps, None, *self._live, eval_loss)
-        self._write_result(final=False)
+        progress.update(step, self.progress_total, None, *self._live, eval_loss)
+        self.write_result(final=False)
         return reached
 
-    def _finish(self, mllog: MLLogger, aborted: bool, local_only: bool = False) -> None:
+    def finish(self, mllog: MLLogger, aborted: bool, local_only: bool = False) -> None:
         tl = self.tl
         faults = bool(self.meter.faults)
         if not local_only:
@@ -355,7 +374,7 @@ class Runner:
         else:
             self.status = "success" if reached else "target_not_reached"
         if tl.run_stop_ns is not None:
-            self._block(mllog, False, tl.steps, tl.run_stop_ns)  # a run stopped mid-block
+            self.block(mllog, False, tl.steps, tl.run_stop_ns)  # a run stopped mid-block
             mllog.event(
                 "run_stop",
                 None,
@@ -365,10 +384,10 @@ class Runner:
             )
         mllog.close()
         self.meter.stop()
-        self._result_cache = self._write_result(final=True, local_only=local_only)
+        self._result_cache = self.write_result(final=True, local_only=local_only)
         if self.group.distributed and not local_only:
             # merged into power.csv on rank 0: drop this rank's stream, then the folder
-            self._trace_path().unlink(missing_ok=True)
+            self.trace_path().unlink(missing_ok=True)
             self.group.barrier()
             if self.group.topology.local_rank == 0:  # each node tidies its own disk
                 with contextlib.suppress(OSError):

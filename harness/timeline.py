@@ -28,6 +28,15 @@ class EvalPoint:
 
 
 @dataclass
+class Span:
+    """A named stretch of time the caller marked (harness.api's Measurement.window)."""
+
+    name: str
+    t_start_ns: int
+    t_end_ns: int
+
+
+@dataclass
 class Timeline:
     anchor_ns: int
     anchor_utc: datetime
@@ -39,6 +48,7 @@ class Timeline:
     steps: int = 0
     windows: list[Window] = field(default_factory=list)
     evals: list[EvalPoint] = field(default_factory=list)
+    spans: list[Span] = field(default_factory=list)
 
     @classmethod
     def begin(cls) -> Timeline:

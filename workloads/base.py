@@ -13,10 +13,11 @@ class WorkloadInfo:
     framework: str
     framework_version: str
     model_kind: str  # dense | moe
-    params_total: int
-    params_active: int  # parameters one token passes through (== total for dense)
-    flops_per_token: float  # training FLOPs per token, convention in workloads/flops.py
-    tokens_per_step: int
+    # None where a custom workload does not say (workloads/custom.py): null, never guessed
+    params_total: int | None
+    params_active: int | None  # parameters one token passes through (== total for dense)
+    flops_per_token: float | None  # training FLOPs per token, convention in workloads/flops.py
+    tokens_per_step: int | None
     precision: str  # fp32 | bf16
     compiled: bool
     device_kind: str  # cpu | gpu | tpu

@@ -18,6 +18,10 @@ ADAPTERS = {
 
 
 def build_workload(bench, framework, seed: int):
+    if framework.name == "custom":
+        from workloads.custom import build_custom
+
+        return build_custom(bench, framework, seed)
     if framework.name not in ADAPTERS:
         raise WorkloadError(
             f"framework={framework.name} is not available.", f"use one of: {', '.join(ADAPTERS)}."

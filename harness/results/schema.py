@@ -49,10 +49,10 @@ class WorkloadRecord:
     framework: str
     framework_version: str
     model_kind: str
-    params_total: int
-    params_active: int
-    flops_per_token: float
-    tokens_per_step: int
+    params_total: int | None  # null where a custom workload does not give it
+    params_active: int | None
+    flops_per_token: float | None
+    tokens_per_step: int | None
     precision: str
     compiled: bool
     device_kind: str
@@ -142,9 +142,20 @@ class WindowRecord:
 
 
 @dataclass
+class SpanRecord:
+    """A window the caller named (harness.api Measurement.window), like Zeus's windows."""
+
+    name: str
+    t_start_ns: int
+    t_end_ns: int
+    duration_s: float
+    energy_j: float
+
+
+@dataclass
 class Metrics:
     steps: int
-    tokens: int
+    tokens: int | None
     energy_total_j: float
     energy_by_domain_j: dict[str, float]
     energy_per_step: EnergyPerStep | None
@@ -161,6 +172,7 @@ class Metrics:
     peak_device_memory_gb: float | None
     energy_above_idle_j: float | None  # gross minus idle power x duration; gross stays the headline
     evals: list[EvalRecord]
+    spans: list[SpanRecord] = field(default_factory=list)
 
 
 @dataclass

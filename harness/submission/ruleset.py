@@ -34,6 +34,9 @@ class Ruleset:
     max_trace_bytes: int
     max_mllog_bytes: int
     system_required_fields: list[str]
+    equivalence_steps: int
+    equivalence_initial_tolerance: float
+    equivalence_final_tolerance: float
     mlcommons_ruleset: str
     mlcommons_availability: list[str]
     mlcommons_system_fields: list[str]
@@ -70,6 +73,9 @@ def load_ruleset(ruleset_id: str) -> Ruleset:
         max_trace_bytes=int(raw["limits"]["max_trace_bytes"]),
         max_mllog_bytes=int(raw["limits"]["max_mllog_bytes"]),
         system_required_fields=list(raw["system_required_fields"]),
+        equivalence_steps=int(raw["equivalence"]["steps"]),
+        equivalence_initial_tolerance=float(raw["equivalence"]["initial_loss_tolerance"]),
+        equivalence_final_tolerance=float(raw["equivalence"]["final_loss_tolerance"]),
         mlcommons_ruleset=str(raw["mlcommons"]["ruleset"]),
         mlcommons_availability=list(raw["mlcommons"]["availability"]),
         mlcommons_system_fields=list(raw["mlcommons"]["system_fields"]),

@@ -16,6 +16,7 @@ finding has a rule id, a severity, the file, and a sentence the submitter can ac
   DIST-001 domain ownership    DIST-002 world size      DIST-003 nodes vs total (multi-process)
   DIST-004 rank clocks
   MLC-001 MLCommons view vs runs  MLC-002 MLCommons system schema
+  EQUIV-001 a closed-division custom workload without a passing equivalence verdict
 """
 
 from __future__ import annotations
@@ -229,11 +230,49 @@ class Validator:
                         f"energy provenance {', '.join(bad)} is not accepted "
                         f"in the {division} division (accepts {', '.join(sorted(allowed))}).",
                     )
+            if division == "closed":
+                for run in checked:
+                    self._check_equivalence(run)
             self._check_same_config(where, checked)
             if system not in systems:
                 self.add("SYS-001", where, f"no systems/{system}.json describes this system.")
             else:
                 self._check_system_matches(system, systems[system], checked)
+
+    def _check_equivalence(self, run: Run) -> None:
+        """A custom implementation claims closed only with a passing `joulebench equivalence`
+        verdict about its own class and benchmark, under this ruleset's terms or stricter."""
+        framework = run.result["config"].get("framework") or {}
+        if framework.get("name") != "custom":
+            return
+        verdict = (run.result["workload"].get("extra") or {}).get("equivalence")
+        rel, rules = f"{run.rel}/result.json", self.rules
+        problem = None
+        if not isinstance(verdict, dict):
+            problem = "records no equivalence verdict"
+        elif verdict.get("passed") is not True:
+            problem = "records a failed equivalence verdict"
+        elif verdict.get("target") != framework.get("target") or verdict.get("benchmark") != (
+            run.benchmark
+        ):
+            problem = "records an equivalence verdict about another class or benchmark"
+        else:
+            tol = verdict.get("tolerances") or {}
+            lax = (
+                not isinstance(verdict.get("steps"), int)
+                or verdict["steps"] < rules.equivalence_steps
+                or tol.get("initial_eval_loss", 1) > rules.equivalence_initial_tolerance
+                or tol.get("final_eval_loss", 1) > rules.equivalence_final_tolerance
+            )
+            if lax:
+                problem = f"records an equivalence verdict laxer than ruleset {rules.id}'s"
+        if problem:
+            self.add(
+                "EQUIV-001",
+                rel,
+                f"a custom workload ({framework.get('target')}) in the closed division {problem}; "
+                "run `joulebench equivalence` and pass its file as framework.equivalence.",
+            )
 
     def _check_same_config(self, where: str, runs: list[Run]) -> None:
         def stripped(run: Run) -> dict:

@@ -1,0 +1,317 @@
+"""Meter any Python training loop with joulebench's rules and files.
+
+    from harness.api import Measurement
+
+    with Measurement(benchmark="my-model", meter="auto", run_dir="runs/x",
+                     target=("eval_loss", 2.0, "lower"), carbon={"region": "FRA"}) as m:
+        for batch in data:
+            train_step(batch)
+            m.step(tokens=4096)                # windows close every window_steps steps
+            if due and m.evaluate(loss):       # True once the target is met
+                break
+
+The block is a joulebench run: `run_start` on entry, a window edge (device sync, timestamp)
+every `window_steps` steps, an eval whenever you report one, `run_stop` on exit. It writes the
+same result.json, power.csv, mllog.txt and config.yaml as `joulebench run`, through the same
+runner code, so `joulebench package` and `validate` take the directory as they take any run.
+
+What differs from `joulebench run`, because the loop is yours:
+- `sync` (default: torch.cuda.synchronize or a JAX barrier when those are loaded) is called at
+  each window edge and eval, so the device has finished the steps the edge closes.
+- An eval you report lands where you report it: a window still open then is closed there
+  (with fewer than window_steps steps it is left out of energy per step, as the last partial
+  window of any run is), and energy to target runs from run_start to that moment, your eval
+  included, as MLPerf's time to train does.
+- An exception or Ctrl-C inside the block writes an `aborted` result with the trace kept, then
+  goes on up to you.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from harness.errors import ConfigError
+from harness.progress import Progress
+from harness.results.mllog import MLLogger
+from harness.timeline import Span, Timeline
+
+DIRECTIONS = ("lower", "higher")
+
+
+def default_sync() -> Callable[[], None]:
+    """Wait for the accelerator the loop uses: torch's CUDA stream, or JAX's devices."""
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
+        return torch.cuda.synchronize
+    jax = sys.modules.get("jax")
+    if jax is not None:
+        # work runs in order per device: a trivial computation after it finishes after it
+        return lambda: [jax.device_put(0.0, d).block_until_ready() for d in jax.local_devices()]
+    return lambda: None
+
+
+def detect_device() -> dict[str, Any]:
+    """The device the loop trains on, as WorkloadInfo fields (the meter matches GPUs by it)."""
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
+        index = torch.cuda.current_device()
+        extra: dict[str, Any] = {"cuda_device_indices": [index]}
+        uuid = getattr(torch.cuda.get_device_properties(index), "uuid", None)
+        if uuid is not None:
+            extra["cuda_device_uuids"] = [str(uuid)]
+        name = torch.cuda.get_device_name(index)
+        return {"device_kind": "gpu", "device_name": name, "device_count": 1, "extra": extra}
+    jax = sys.modules.get("jax")
+    if jax is not None:
+        devices = jax.local_devices()
+        if devices and devices[0].platform in ("gpu", "tpu"):
+            kind = devices[0].platform
+            return {
+                "device_kind": kind,
+                "device_name": devices[0].device_kind,
+                "device_count": len(devices),
+            }
+    return {"device_kind": "cpu"}
+
+
+class ExternalWorkload:
+    """The Workload the runner sees for a loop it does not drive: info and sync, nothing else."""
+
+    def __init__(self, info, sync: Callable[[], None]):
+        self.info, self._sync, self.group = info, sync, None
+
+    def warmup(self, steps: int) -> None:
+        pass
+
+    def sync(self) -> None:
+        self._sync()
+
+    def peak_memory_bytes(self) -> int | None:
+        torch = sys.modules.get("torch")
+        if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
+            return int(torch.cuda.max_memory_allocated())
+        return None
+
+
+def _overrides(
+    benchmark: str,
+    meter: str,
+    run_dir: str | None,
+    target: tuple[str, float, str] | None,
+    carbon: dict[str, Any] | None,
+    seed: int,
+    window_steps: int,
+    batch_size: int | None,
+    config: dict[str, Any] | None,
+    overrides: list[str],
+) -> list[str]:
+    from harness.config import _group_options
+
+    out = ["benchmark=external", "framework=external", f"benchmark.name={benchmark}"]
+    out.append(f"meter={meter}" if meter in _group_options("meter") else f"meter.source={meter}")
+    out += [f"seed={seed}", f"benchmark.window_steps={window_steps}"]
+    out.append(f"benchmark.eval_every_steps={window_steps}")
+    if batch_size is not None:
+        out.append(f"benchmark.global_batch={batch_size}")
+    if run_dir is not None:
+        out.append(f"run_dir={run_dir}")
+    if target is not None:
+        if len(target) != 3 or target[2] not in DIRECTIONS or not math.isfinite(target[1]):
+            raise ConfigError(
+                f"target={target!r} is not (metric, threshold, direction).",
+                'give e.g. target=("eval_loss", 2.0, "lower"): a finite threshold, lower or higher.',
+            )
+        metric, threshold, direction = target
+        out += [f"benchmark.target.metric={metric}", f"benchmark.target.threshold={threshold}"]
+        out += [f"benchmark.target.direction={direction}", "benchmark.target.note=''"]
+    out += [f"carbon.{k}={v}" for k, v in (carbon or {}).items()]
+    out += _flatten(config or {})
+    return out + list(overrides)
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> list[str]:
+    """{"meter": {"watts": 100}} as Hydra overrides: ["meter.watts=100"]."""
+    out = []
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out += _flatten(value, f"{prefix}{key}.")
+        else:
+            out.append(f"{prefix}{key}={'null' if value is None else value}")
+    return out
+
+
+class Measurement:
+    """A joulebench run around your own loop (see the module docstring).
+
+    `meter` is a meter option (auto, nvml, simulated...) or a source list (nvml+rapl);
+    `config` a dict of any other settings and `overrides` Hydra overrides, as on the command
+    line. `info` may give WorkloadInfo fields the result should carry (params_total,
+    flops_per_token, precision...); `step(tokens=, flops=)` fills in tokens and FLOPs per step.
+    `mlflow` (a tracking URI, or True) logs the finished run there (harness/integrations/mlflow.py).
+    """
+
+    def __init__(
+        self,
+        benchmark: str,
+        meter: str = "auto",
+        run_dir: str | Path | None = None,
+        target: tuple[str, float, str] | None = None,
+        carbon: dict[str, Any] | None = None,
+        seed: int = 0,
+        window_steps: int = 10,
+        batch_size: int | None = None,
+        config: dict[str, Any] | None = None,
+        overrides: list[str] = (),
+        sync: Callable[[], None] | None = None,
+        info: dict[str, Any] | None = None,
+        progress: str = "auto",
+        mlflow: str | bool | None = None,
+    ):
+        from harness.config import compose_config
+
+        args = _overrides(
+            benchmark,
+            meter,
+            None if run_dir is None else str(run_dir),
+            target,
+            carbon,
+            seed,
+            window_steps,
+            batch_size,
+            config,
+            [f"progress={progress}", *overrides],
+        )
+        self.cfg, self._dict_cfg = compose_config(args)
+        self._sync = sync or default_sync()
+        self._given = dict(info or {})
+        self._mlflow = mlflow  # a tracking URI, or True for MLflow's default
+        self.reached = False
+        self.status: str | None = None
+        self.run_dir: Path | None = None
+        self._runner = None
+
+    # -- the run ---------------------------------------------------------------------------
+    def __enter__(self) -> Measurement:
+        from harness.results.writer import atomic_write_text
+        from harness.runner import Runner
+        from workloads.custom import workload_info
+
+        device = detect_device()
+        info = workload_info({**device, "framework": "external", **self._given})
+        info.extra = {**device.get("extra", {}), **info.extra}
+        self._runner = r = Runner(self.cfg, self._dict_cfg, ExternalWorkload(info, self._sync))
+        r.progress_total = None  # the loop decides when it ends
+        self.run_dir = r.run_dir
+        atomic_write_text(r.run_dir / "config.yaml", r.config_yaml)
+        tl = r.tl
+        self._mllog = MLLogger(
+            r.run_dir / "mllog.txt", tl.anchor_utc.timestamp() * 1e3, tl.anchor_ns
+        )
+        self._progress = Progress(self.cfg.progress)
+        try:
+            r.log_header(self._mllog)
+            r.meter.start(r.trace_path())
+            r.begin(self._mllog)
+        except BaseException:
+            self._close(aborted=True)
+            raise
+        self._window_start, self._window_first, self._stats = Timeline.now(), 0, []
+        self._tokens: list[int] = []
+        self._flops: list[float] = []
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc is not None and not isinstance(exc, KeyboardInterrupt):
+            self._runner.error = f"{type(exc).__name__}: {exc}"
+        if exc is None:
+            self._close_open_window()
+        self._close(aborted=exc is not None)
+        return False  # an exception goes on up to the caller
+
+    def _close(self, aborted: bool) -> None:
+        r = self._runner
+        self._settle_counts()
+        try:
+            self._progress.close()
+            r.finish(self._mllog, aborted)
+        finally:
+            r.group.close()
+        self.status = r.status
+        if self._mlflow:
+            from harness.integrations.mlflow import log_run
+
+            log_run(r.run_dir, None if self._mlflow is True else str(self._mlflow))
+
+    # -- what the loop reports -------------------------------------------------------------
+    @property
+    def steps(self) -> int:
+        return self._runner.tl.steps
+
+    def step(self, tokens: int | None = None, flops: float | None = None, loss=None) -> None:
+        """One optimizer step done (launched: the edge syncs). `tokens` and `flops` are this
+        step's; `loss` (a number, or a tensor read only at the window edge) its train loss."""
+        r, bench = self._runner, self.cfg.benchmark
+        r.tl.steps += 1
+        self._stats.append(loss)
+        if tokens is not None:
+            self._tokens.append(int(tokens))
+        if flops is not None:
+            self._flops.append(float(flops))
+        if len(self._stats) == bench.window_steps:
+            self._sync()
+            self._close_window(Timeline.now())
+
+    def _close_window(self, now: int) -> None:
+        r = self._runner
+        stats = [{} if x is None else {"train_loss": float(x)} for x in self._stats]
+        window = r.close_window(self._window_first, self._window_start, now, stats, self._mllog)
+        self._progress.update(r.tl.steps, None, window.train_loss, *r.meter_live())
+        self._window_start, self._window_first, self._stats = now, r.tl.steps, []
+
+    def _close_open_window(self) -> None:
+        if self._stats:
+            self._sync()
+            self._close_window(Timeline.now())
+
+    def evaluate(self, value: float) -> bool:
+        """Report an eval (the target's metric, already computed); True once the target is met."""
+        r = self._runner
+        self._close_open_window()
+        self._sync()
+        now = Timeline.now()
+        r.block(self._mllog, False, r.tl.steps, now)
+        met = r.record_eval(r.tl.steps, now, now, float(value), self._mllog, self._progress)
+        r.block(self._mllog, True, r.tl.steps, Timeline.now())
+        self._window_start = Timeline.now()
+        self.reached = self.reached or met
+        return self.reached
+
+    @contextlib.contextmanager
+    def window(self, name: str) -> Iterator[None]:
+        """Time and meter a stretch of your own (data loading, a checkpoint...), synced at both
+        ends like Zeus's begin_window/end_window; result.json lists it in metrics.spans."""
+        self._sync()
+        start = Timeline.now()
+        try:
+            yield
+        finally:
+            self._sync()
+            self._runner.tl.spans.append(Span(name, start, Timeline.now()))
+
+    def _settle_counts(self) -> None:
+        """Tokens and FLOPs per step from what step() was told, where info did not give them."""
+        info, steps = self._runner.workload.info, max(1, self._runner.tl.steps)
+        if self._tokens and info.tokens_per_step is None:
+            info.tokens_per_step = round(sum(self._tokens) / len(self._tokens))
+            if len(set(self._tokens)) > 1:
+                self._runner.warnings.append(
+                    "tokens per step varied; throughput and joules per token use the mean, "
+                    f"{info.tokens_per_step}."
+                )
+        if self._flops and info.flops_per_token is None and info.tokens_per_step:
+            info.flops_per_token = sum(self._flops) / steps / info.tokens_per_step
