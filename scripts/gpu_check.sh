@@ -28,6 +28,8 @@ log="$OUT/gpu_check.log"
   python3 scripts/meter_bench.py --repeats "$REPEATS" --steps "$STEPS" --out "$OUT"
   python3 scripts/gpu_bench_torch.py --steps "$STEPS" --out "$OUT/bench-torch"
   python3 scripts/gpu_bench_torch.py --steps "$STEPS" --out "$OUT/bench-jax" framework=jax
+  # issue 18: harness.api.Measurement around a plain CUDA loop, metered by NVML (UUID match, sync)
+  python3 -c "from examples.torch_loop import train; print('api on cuda, nvml:', train(run_dir='$OUT/bench-torch/api-nvml', meter='nvml', progress='off'))"
   # issue 8: one rank under torchrun must equal the plain run within noise
   for mode in plain torchrun; do
     extra=(); [ "$mode" = torchrun ] && extra=(launcher=torchrun launcher.nproc_per_node=1)
