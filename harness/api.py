@@ -50,8 +50,11 @@ def default_sync() -> Callable[[], None]:
         return torch.cuda.synchronize
     jax = sys.modules.get("jax")
     if jax is not None:
-        # work runs in order per device: a trivial computation after it finishes after it
-        return lambda: [jax.device_put(0.0, d).block_until_ready() for d in jax.local_devices()]
+        # work runs in stream order per device: a trivial computation queued behind it (not a
+        # transfer, which may take another stream) finishes after it
+        return lambda: [
+            (jax.device_put(0.0, d) + 0).block_until_ready() for d in jax.local_devices()
+        ]
     return lambda: None
 
 
