@@ -36,8 +36,6 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import ConfigError
-from harness.progress import Progress
-from harness.results.mllog import MLLogger
 from harness.timeline import Span, Timeline
 
 DIRECTIONS = ("lower", "higher")
@@ -200,7 +198,6 @@ class Measurement:
 
     # -- the run ---------------------------------------------------------------------------
     def __enter__(self) -> Measurement:
-        from harness.results.writer import atomic_write_text
         from harness.runner import Runner
         from workloads.custom import workload_info
 
@@ -210,12 +207,7 @@ class Measurement:
         self._runner = r = Runner(self.cfg, self._dict_cfg, ExternalWorkload(info, self._sync))
         r.progress_total = None  # the loop decides when it ends
         self.run_dir = r.run_dir
-        atomic_write_text(r.run_dir / "config.yaml", r.config_yaml)
-        tl = r.tl
-        self._mllog = MLLogger(
-            r.run_dir / "mllog.txt", tl.anchor_utc.timestamp() * 1e3, tl.anchor_ns
-        )
-        self._progress = Progress(self.cfg.progress)
+        self._mllog, self._progress = r.open_logs()
         try:
             r.log_header(self._mllog)
             r.meter.start(r.trace_path())
@@ -229,12 +221,19 @@ class Measurement:
         return self
 
     def __exit__(self, exc_type, exc, tb) -> bool:
+        self.close(exc)
+        return False  # an exception goes on up to the caller
+
+    def close(self, exc: BaseException | None = None) -> None:
+        """End the run, `aborted` when `exc` is given; a second call does nothing. For callers
+        whose loop has start and end hooks rather than a with block (harness/integrations)."""
+        if self.status is not None:
+            return
         if exc is not None and not isinstance(exc, KeyboardInterrupt):
             self._runner.error = f"{type(exc).__name__}: {exc}"
         if exc is None:
-            self._close_open_window()
+            self._edge()
         self._close(aborted=exc is not None)
-        return False  # an exception goes on up to the caller
 
     def _close(self, aborted: bool) -> None:
         r = self._runner
@@ -276,21 +275,22 @@ class Measurement:
         self._progress.update(r.tl.steps, None, window.train_loss, *r.meter_live())
         self._window_start, self._window_first, self._stats = now, r.tl.steps, []
 
-    def _close_open_window(self) -> None:
+    def _edge(self) -> int:
+        """Sync once and stamp; a window still open closes here (it may be short)."""
+        self._sync()
+        now = Timeline.now()
         if self._stats:
-            self._sync()
-            self._close_window(Timeline.now())
+            self._close_window(now)
+        return now
 
     def evaluate(self, value: float) -> bool:
         """Report an eval (the target's metric, already computed); True once the target is met."""
         r = self._runner
-        self._close_open_window()
-        self._sync()
-        now = Timeline.now()
+        now = self._edge()
         r.block(self._mllog, False, r.tl.steps, now)
         met = r.record_eval(r.tl.steps, now, now, float(value), self._mllog, self._progress)
-        r.block(self._mllog, True, r.tl.steps, Timeline.now())
         self._window_start = Timeline.now()
+        r.block(self._mllog, True, r.tl.steps, self._window_start)
         self.reached = self.reached or met
         return self.reached
 

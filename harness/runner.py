@@ -209,15 +209,7 @@ class Runner:
 
     # -- the run ---------------------------------------------------------------------------
     def run(self) -> RunOutcome:
-        cfg, tl, primary = self.cfg, self.tl, self.group.is_primary
-        if primary:
-            atomic_write_text(self.run_dir / "config.yaml", self.config_yaml)
-        mllog = MLLogger(
-            self.run_dir / "mllog.txt" if primary else None,
-            tl.anchor_utc.timestamp() * 1000.0,
-            tl.anchor_ns,
-        )
-        progress = Progress(cfg.progress if primary else "off")
+        mllog, progress = self.open_logs()
         aborted, broken = False, False
         with StopRequest() as stop:
             try:
@@ -236,6 +228,18 @@ class Runner:
                 self.finish(mllog, aborted, local_only=broken and self.group.distributed)
                 self.group.close()
         return RunOutcome(self.run_dir, self._result_cache, self.status)
+
+    def open_logs(self) -> tuple[MLLogger, Progress]:
+        """config.yaml written, the MLPerf log opened and the progress line: rank 0's alone."""
+        tl, primary = self.tl, self.group.is_primary
+        if primary:
+            atomic_write_text(self.run_dir / "config.yaml", self.config_yaml)
+        mllog = MLLogger(
+            self.run_dir / "mllog.txt" if primary else None,
+            tl.anchor_utc.timestamp() * 1000.0,
+            tl.anchor_ns,
+        )
+        return mllog, Progress(self.cfg.progress if primary else "off")
 
     def log_header(self, mllog: MLLogger) -> None:
         t = self.tl.init_start_ns

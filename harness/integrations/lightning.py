@@ -61,6 +61,5 @@ class JoulebenchCallback(pl.Callback):
         self._close(exception)
 
     def _close(self, exc: BaseException | None) -> None:
-        m = self.measurement
-        if m is not None and m.status is None:
-            m.__exit__(None if exc is None else type(exc), exc, None)
+        if self.measurement is not None:
+            self.measurement.close(exc)
