@@ -43,21 +43,29 @@ class MLLogger:
     ) -> None:
         if self._f is None:
             return
-        if isinstance(value, float) and not math.isfinite(value):
-            value = None
-        record = {
-            "namespace": "",
-            "time_ms": self.time_ms(t_ns),
-            "event_type": event_type,
-            "key": key,
-            "value": value,
-            "metadata": {**_caller(), **(metadata or {})},
-        }
-        self._f.write(PREFIX + json.dumps(record, allow_nan=False) + "\n")
+        meta = {**_caller(), **(metadata or {})}
+        self._f.write(format_record(key, value, self.time_ms(t_ns), event_type, meta))
 
     def close(self) -> None:
         if self._f is not None:
             self._f.close()
+
+
+def format_record(
+    key: str, value: Any, time_ms: int, event_type: str, metadata: dict[str, Any]
+) -> str:
+    """One `:::MLLOG {json}` line in mlcommons/logging's field layout (non-finite values null)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        value = None
+    record = {
+        "namespace": "",
+        "time_ms": time_ms,
+        "event_type": event_type,
+        "key": key,
+        "value": value,
+        "metadata": metadata,
+    }
+    return PREFIX + json.dumps(record, allow_nan=False) + "\n"
 
 
 def utc_ms(anchor_utc_ms: float, anchor_ns: int, t_ns: int) -> int:

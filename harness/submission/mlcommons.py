@@ -27,7 +27,14 @@ from pathlib import Path
 import numpy as np
 
 from harness.errors import SubmissionError
-from harness.results.mllog import INTERVAL_END, INTERVAL_START, POINT_IN_TIME, PREFIX, utc_ms
+from harness.results.mllog import (
+    INTERVAL_END,
+    INTERVAL_START,
+    POINT_IN_TIME,
+    PREFIX,
+    format_record,
+    utc_ms,
+)
 from harness.results.mllog import parse_mllog as parse_log
 from harness.results.trace import TraceCurve, TraceError
 from harness.submission.ruleset import Ruleset
@@ -141,23 +148,7 @@ def node_logs(result: dict, trace: TraceCurve, host: str) -> list[str]:
             for t, w in zip(grid_ms[1:], watts, strict=True)
         ]
         records.append(("power_measurement_stop", None, stop_ms, INTERVAL_END, meta))
-        logs.append(
-            "".join(
-                PREFIX
-                + json.dumps(
-                    {
-                        "namespace": "",
-                        "time_ms": t,
-                        "event_type": kind,
-                        "key": key,
-                        "value": value,
-                        "metadata": m,
-                    }
-                )
-                + "\n"
-                for key, value, t, kind, m in records
-            )
-        )
+        logs.append("".join(format_record(*record) for record in records))
     return logs
 
 
