@@ -49,6 +49,7 @@ def system_template(name: str | None = None, nodes: int = 1) -> dict:
     cores = psutil.cpu_count(logical=False) or psutil.cpu_count() or 0
     freq = psutil.cpu_freq()
     cpu_only = driver is None
+    gpu_field = "N/A" if cpu_only else ""  # a CPU-only system has no accelerator to describe
     return {
         # MLCommons training system description (mlperf-logging system_desc_checker)
         "submitter": "",
@@ -72,13 +73,13 @@ def system_template(name: str | None = None, nodes: int = 1) -> dict:
         "host_memory_configuration": "",
         "accelerators_per_node": str(count),
         "accelerator_model_name": accelerator,
-        "accelerator_host_interconnect": "" if not cpu_only else "N/A",
-        "accelerator_frequency": "" if not cpu_only else "N/A",
-        "accelerator_on-chip_memories": "" if not cpu_only else "N/A",
-        "accelerator_memory_configuration": "" if not cpu_only else "N/A",
-        "accelerator_memory_capacity": memory if not cpu_only else "N/A",
-        "accelerator_interconnect": "" if not cpu_only else "N/A",
-        "accelerator_interconnect_topology": "" if not cpu_only else "N/A",
+        "accelerator_host_interconnect": gpu_field,
+        "accelerator_frequency": gpu_field,
+        "accelerator_on-chip_memories": gpu_field,
+        "accelerator_memory_configuration": gpu_field,
+        "accelerator_memory_capacity": memory or gpu_field,
+        "accelerator_interconnect": gpu_field,
+        "accelerator_interconnect_topology": gpu_field,
         "accelerator_driver": driver or "N/A",
         "cooling": "",
         "hw_notes": "CPU-only system: the CPU is the training device." if cpu_only else "",
