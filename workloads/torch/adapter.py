@@ -24,16 +24,67 @@ from workloads.torch.model import Transformer, lm_loss, training_loss
 
 
 def _pick_device(requested: str, local_rank: int | None = None) -> torch.device:
+    """The device to train on. A CUDA device always carries its index: torch.cuda.set_device,
+    the UUID lookup and the memory counters all need one ("cuda" alone is refused by
+    set_device)."""
     if local_rank is not None and requested in ("auto", "cuda") and torch.cuda.is_available():
         return torch.device("cuda", local_rank)  # one GPU per rank under torchrun
     if requested == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        requested = "cuda" if torch.cuda.is_available() else "cpu"
     if requested.startswith("cuda") and not torch.cuda.is_available():
         raise WorkloadError(
             f"framework.device={requested} but torch sees no CUDA GPU.",
             "use framework.device=cpu or run on a machine with a GPU.",
         )
-    return torch.device(requested)
+    try:
+        device = torch.device(requested)
+    except RuntimeError as exc:
+        raise WorkloadError(
+            f"framework.device={requested} is not a torch device ({exc}).",
+            "use auto, cpu, cuda or cuda:N.",
+        ) from exc
+    if device.type == "cuda":
+        index = torch.cuda.current_device() if device.index is None else device.index
+        if not 0 <= index < torch.cuda.device_count():
+            raise WorkloadError(
+                f"framework.device={requested} but torch sees {torch.cuda.device_count()} GPU(s).",
+                "pick an index that exists (cuda:0 is the first visible GPU).",
+            )
+        device = torch.device("cuda", index)
+    return device
+
+
+def claim_device(requested: str, local_rank: int | None = None) -> torch.device:
+    """Pick the device and make it this process's current CUDA device (a GPU run)."""
+    device = _pick_device(requested, local_rank)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    return device
+
+
+_compiled_signature: tuple | None = None  # shapes of the model this process compiled last
+
+
+def _shape_signature(bench) -> tuple:
+    """What fixes the compiled graphs' shapes: the model definition and the batch."""
+    return (repr(bench.model), bench.global_batch)
+
+
+def compile_static(module: torch.nn.Module, signature: tuple) -> torch.nn.Module:
+    """torch.compile with static shapes, one benchmark's graphs in the cache at a time.
+
+    Dynamo recompiles a function for new input shapes, and by default the second time it
+    does so with dynamic (symbolic) shapes: after two benchmarks in one process (a sweep, a
+    benchmark script) every later run, even of the first benchmark again, would train with
+    dynamic-shape kernels, and past the cache limit (8 graphs a function) in eager mode.
+    So shapes are static, and the cache is cleared when the shapes change; runs of the same
+    shapes (seeds of one benchmark) reuse the compiled graphs.
+    """
+    global _compiled_signature
+    if _compiled_signature is not None and _compiled_signature != signature:
+        torch._dynamo.reset()
+    _compiled_signature = signature
+    return torch.compile(module, dynamic=False)
 
 
 def lr_at(step: int, optim, max_steps: int) -> float:
@@ -51,10 +102,8 @@ class TorchWorkload:
     def __init__(self, bench, framework, seed: int):
         self.bench, self.seed = bench, seed
         topology = parallel.env_topology()
-        self.device = _pick_device(framework.device, topology and topology.local_rank)
+        self.device = claim_device(framework.device, topology and topology.local_rank)
         on_gpu = self.device.type == "cuda"
-        if on_gpu:
-            torch.cuda.set_device(self.device)
         self.group = parallel.TorchGroup(topology) if topology else ProcessGroup()
         self.world_size, self.rank = self.group.topology.world_size, self.group.topology.rank
         parallel.check_divisible(bench, self.world_size)
@@ -85,7 +134,7 @@ class TorchWorkload:
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
         self.compiled = framework.compile == "on" or (framework.compile == "auto" and on_gpu)
-        self.forward = torch.compile(module) if self.compiled else module
+        self.forward = compile_static(module, _shape_signature(bench)) if self.compiled else module
         self.optimizer = self._make_optimizer()
         self.step_index = 0
         self.info = self._info()
@@ -114,7 +163,7 @@ class TorchWorkload:
         extra = knowledge_extra(self.bench, facts["params_total"])
         extra["train_sequences"] = self.data.train_sequences
         if on_gpu:
-            index = self.device.index or 0
+            index = self.device.index
             extra["cuda_device_indices"] = [index]
             uuid = getattr(torch.cuda.get_device_properties(index), "uuid", None)
             if uuid is not None:  # the meter finds this GPU in NVML by UUID, not by index
