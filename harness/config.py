@@ -62,6 +62,7 @@ class DataConfig:
     # facts family: each record is a key of this many tokens, then its value's tokens
     facts_key_tokens: int = 2
     facts_value_tokens: int = 2
+    facts_keys: int | None = None  # how many distinct keys; None: every key_tokens-token string
 
 
 @dataclass
@@ -144,6 +145,9 @@ class NvmlMeterConfig:
     devices: list[int] | None = None  # CUDA-visible indices; None: the GPUs the workload uses
     tick_s: float | None = None  # the energy counter's update period; None: detected at start
     allow_mig: bool = False  # meter a MIG-mode GPU's whole-GPU counter (labelled as such)
+    # read the counter just before and after each tick it predicts (~2 reads a tick) rather
+    # than polling 10 times a tick; meter.sample_hz set turns this off (a fixed rate)
+    tick_lock: bool = True
 
 
 @dataclass
@@ -183,7 +187,7 @@ class MeterConfig:
     # auto, one source, or several joined by "+": nvml+rapl, nvml+ptdaemon, ...
     # sources: simulated, cpu-model, nvml, rapl, tpu, ptdaemon, ipmi, replay
     source: str = "auto"
-    sample_hz: float | None = None  # None: each source's own rate (NVML: 10 polls per tick)
+    sample_hz: float | None = None  # None: each source's own rate (NVML: locked to its ticks)
     on_error: str = "continue"  # continue | stop: what a run does when a meter fails mid-run
     idle_seconds: float = (
         0.0  # measure idle power this long before warm-up (reported, not subtracted)

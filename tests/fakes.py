@@ -75,16 +75,41 @@ class FakeGpuState:
         return self.power_mw.pop(0) if len(self.power_mw) > 1 else self.power_mw[0]
 
 
-def _field(field_id, scope, code, value: int):
-    return SimpleNamespace(
-        fieldId=field_id,
-        scopeId=scope,
-        timestamp=time.time_ns() // 1000,  # NVML: CPU wall clock, microseconds
-        latencyUsec=0,
-        valueType=0,
-        nvmlReturn=code,
-        value=SimpleNamespace(uiVal=value, ullVal=value),
+# what each field's value is in NVML (nvml.h): the energy counter an unsigned long long of mJ,
+# instant power an unsigned int of mW
+_VALUE_TYPES = {
+    pynvml.NVML_FI_DEV_TOTAL_ENERGY_CONSUMPTION: (
+        pynvml.NVML_VALUE_TYPE_UNSIGNED_LONG_LONG,
+        "ullVal",
+    ),
+    pynvml.NVML_FI_DEV_POWER_INSTANT: (pynvml.NVML_VALUE_TYPE_UNSIGNED_INT, "uiVal"),
+}
+
+
+def _field(field_id, scope, code, value: int, timestamp_us: int | None = None):
+    """One c_nvmlFieldValue_t, pynvml's own ctypes struct, filled as the driver fills it."""
+    out = pynvml.c_nvmlFieldValue_t()
+    out.fieldId, out.scopeId = field_id, scope
+    out.timestamp = (
+        time.time_ns() // 1000 if timestamp_us is None else timestamp_us
+    )  # CPU wall clock, us
+    out.latencyUsec = 0
+    out.nvmlReturn = code
+    value_type, member = _VALUE_TYPES.get(
+        field_id, (pynvml.NVML_VALUE_TYPE_UNSIGNED_LONG_LONG, "ullVal")
     )
+    out.valueType = value_type
+    if code == pynvml.NVML_SUCCESS:
+        setattr(out.value, member, value)
+    return out
+
+
+def _field_array(fields):
+    """What nvmlDeviceGetFieldValues returns: a ctypes array of the structs."""
+    array = (pynvml.c_nvmlFieldValue_t * len(fields))()
+    for i, f in enumerate(fields):
+        array[i] = f
+    return array
 
 
 def fake_pynvml(gpus: list[FakeGpuState]):
@@ -113,6 +138,15 @@ def fake_pynvml(gpus: list[FakeGpuState]):
     nvml.nvmlSystemGetDriverVersion.return_value = "580.159.04"
     nvml.nvmlDeviceGetEnforcedPowerLimit.return_value = 700_000
     nvml.nvmlDeviceGetTemperature.return_value = 41
+    nvml.nvmlDeviceGetPowerManagementDefaultLimit.return_value = 700_000
+    clocks = {pynvml.NVML_CLOCK_SM: 1980, pynvml.NVML_CLOCK_MEM: 3201}
+    nvml.nvmlDeviceGetClockInfo.side_effect = lambda h, kind: clocks[kind]
+    nvml.nvmlDeviceGetMaxClockInfo.side_effect = lambda h, kind: clocks[kind]
+    nvml.nvmlDeviceGetPerformanceState.return_value = 0
+    nvml.nvmlDeviceGetPersistenceMode.return_value = pynvml.NVML_FEATURE_ENABLED
+    nvml.nvmlDeviceGetComputeMode.return_value = pynvml.NVML_COMPUTEMODE_DEFAULT
+    nvml.nvmlDeviceGetEccMode.return_value = [pynvml.NVML_FEATURE_ENABLED] * 2
+    nvml.nvmlDeviceGetCurrentClocksEventReasons.return_value = 0
     nvml.nvmlDeviceGetMigMode.side_effect = lambda h: (
         (pynvml.NVML_DEVICE_MIG_ENABLE, pynvml.NVML_DEVICE_MIG_ENABLE)
         if h.state.mig
@@ -150,7 +184,7 @@ def fake_pynvml(gpus: list[FakeGpuState]):
                 out.append(energy_field(s, field_id, scope))
             else:
                 out.append(power_field(s, field_id, scope, scripted=len(ids) > 1))
-        return out
+        return _field_array(out)
 
     nvml.nvmlDeviceGetFieldValues.side_effect = fields
     nvml.nvmlDeviceGetPowerUsage.side_effect = lambda h: h.state.power()

@@ -239,3 +239,51 @@ def test_grace_hopper_reads_module_power_and_labels_it():
     assert "cpu" in source.covers()
     with pytest.raises(MeterError, match="both measure cpu"):
         Meter([source, CpuModelSource(100.0)])
+
+
+# -- issue 23: the NVML probe at open -----------------------------------------------------
+def test_a_per_field_error_at_open_is_a_fault_of_that_gpu_not_a_counter_of_zero(tmp_path):
+    """Only NotSupported means "no counter": any other per-field code (here Unknown, every
+    read) is retried at open, then that GPU is a fault at its first poll; the other GPU goes on
+    and no reading of 0 J is ever recorded for the broken one."""
+    broken = FakeGpuState("GPU-bad", _counter())
+    broken.energy_codes = [pynvml.NVML_ERROR_UNKNOWN] * 100
+    good = FakeGpuState("GPU-good", _counter())
+    meter, source = _meter(tmp_path, [broken, good])
+    meter.poll()
+    assert [f.cause for f in meter.faults] == [
+        "gpu:0: its energy field returned Unknown Error (5 reads at open)"
+    ]
+    assert meter.series["gpu:0"].committed() == 0  # no zeros, no readings at all
+    assert meter.series["gpu:1"].committed() >= 2
+    assert source.method == "energy-counter" and source.gpus[1].tick_s == 0.1
+
+
+def test_a_transient_field_error_at_open_is_retried(tmp_path):
+    gpu = FakeGpuState("GPU-a", _counter())
+    gpu.energy_codes = [pynvml.NVML_ERROR_TIMEOUT] * 2  # then success
+    meter, source = _meter(tmp_path, [gpu])
+    meter.poll()
+    assert meter.faults == [] and source.gpus[0].has_counter
+    # the first value is the counter's own (1000 J + 3 reads x 30 J), not a zero
+    assert source.gpus[0]._first_mj == 1_000_000
+
+
+def test_a_refused_state_query_never_stops_the_meter(tmp_path):
+    """Temperature, power limit or clocks refused (NoPermission, NotSupported, GPU lost): that
+    entry is null in the disclosure; Meter.start and stop go on."""
+    gpu = FakeGpuState("GPU-a", _counter())
+    fake = fake_pynvml([gpu])
+    fake.nvmlDeviceGetTemperature.side_effect = pynvml.NVMLError(pynvml.NVML_ERROR_NO_PERMISSION)
+    fake.nvmlDeviceGetEnforcedPowerLimit.side_effect = pynvml.NVMLError(
+        pynvml.NVML_ERROR_GPU_IS_LOST
+    )
+    source = nvml.NvmlSource(nvml=fake, tick_s=0.1)
+    meter = Meter([source], sample_hz=1e-3, clock=Clock(1_000_000))
+    meter.start(tmp_path / "power.csv")
+    meter.poll()
+    meter.stop()
+    start = source.details()["gpus"][0]["at_start"]
+    assert start["temperature_c"] is None and start["power_limit_w"] is None
+    assert start["sm_clock_mhz"] == 1980 and start["persistence_mode"] == "on"
+    assert source.details()["gpus"][0]["at_end"]["ecc"] == "on"

@@ -61,8 +61,22 @@ def test_nvml_window_energy_is_the_counter_through_its_ticks(tmp_path, monkeypat
     assert meter.series["gpu:0"].arrays().watts[-1] == 300.0  # instant power, in W
     d = source.details()
     assert d["driver"] == "580.159.04" and d["gpus"][0]["uuid"] == "GPU-aaaa"
-    assert d["gpus"][0]["at_start"] == {"temperature_c": 41, "power_limit_w": 700.0}
-    assert source.tick_period_s() == {"gpu:0": 0.1} and source.default_hz() == 100.0
+    assert d["gpus"][0]["at_start"] == {
+        "temperature_c": 41,
+        "power_limit_w": 700.0,
+        "default_power_limit_w": 700.0,
+        "sm_clock_mhz": 1980,
+        "mem_clock_mhz": 3201,
+        "max_sm_clock_mhz": 1980,
+        "max_mem_clock_mhz": 3201,
+        "performance_state": "P0",
+        "persistence_mode": "on",
+        "compute_mode": "default",
+        "ecc": "on",
+        "clocks_event_reasons": "0x0",
+    }
+    # locked to its 100 ms ticks: two reads a tick (meter.sample_hz here fixed the rate)
+    assert source.tick_period_s() == {"gpu:0": 0.1} and source.default_hz() == 20.0
 
 
 def test_nvml_reads_energy_and_power_in_one_field_values_call():

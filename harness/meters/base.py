@@ -54,7 +54,8 @@ class SourceDescription:
     details: dict[str, Any] = field(default_factory=dict)
     sample_hz: float = 10.0  # the rate its sampler ran at
     counter_tick_s: dict[str, float] = field(default_factory=dict)  # ticking domains' periods
-    quality: dict[str, int] = field(default_factory=dict)  # readings skipped or retried, by kind
+    # readings skipped or retried, by kind; the sampler's reads a second and CPU time
+    quality: dict[str, float] = field(default_factory=dict)
 
 
 class MeterSource(ABC):
@@ -94,6 +95,19 @@ class MeterSource(ABC):
         """The poll rate this source wants when meter.sample_hz is not set."""
         return 10.0
 
+    def schedules_reads(self) -> bool:
+        """Whether the source times its own reads (next_poll_ns, poll_due) instead of being
+        polled at a fixed rate: a counter locked to its ticks."""
+        return False
+
+    def next_poll_ns(self, now_ns: int) -> int:
+        """When the source next wants reading (sources that schedule their reads)."""
+        return now_ns + int(1e9 / self.default_hz())
+
+    def poll_due(self, t_ns: int) -> list[Reading | DomainFault]:
+        """Read what is due now (a scheduling source); the rest wait for their time."""
+        return self.poll(t_ns)
+
     def tick_period_s(self) -> dict[str, float]:
         """Domains whose counter advances in steps, with the step period (seconds)."""
         return {}
@@ -102,8 +116,9 @@ class MeterSource(ABC):
         """Whether a failed poll is worth retrying (a busy bus, a momentary NotSupported)."""
         return False
 
-    def quality(self) -> dict[str, int]:
-        """Counts of readings skipped or retried (zero power, counter regressions, retries)."""
+    def quality(self) -> dict[str, float]:
+        """Counts of readings skipped or retried (zero power, counter regressions, retries),
+        and `reads` (hardware reads so far) where the source counts them."""
         return {}
 
     def describe(self, sample_hz: float | None = None) -> SourceDescription:

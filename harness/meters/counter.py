@@ -25,12 +25,13 @@ so both compute the same joules from the same rows, in one vectorised pass per d
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 
 import numpy as np
 
-# Counters that are detected as ticking this much faster than polls are treated as continuous.
+# Fewer changes than this in the detection window: no period (the counter is static or slow).
 MIN_TICKS_FOR_DETECTION = 3
 
 
@@ -92,28 +93,166 @@ class EnergyCurve:
         return out
 
 
+def tick_period_from_changes(changes_ns: list[int] | np.ndarray) -> float | None:
+    """The update period (s) from the times a counter was seen to change, robust to stalls.
+
+    A read that stalls past a tick sees two ticks' worth at once, so its interval is about
+    twice the period; a read late after one tick and on time after the next shortens one
+    interval and lengthens the next. The median interval is the first estimate; intervals
+    more than 30% away from it are dropped and the rest averaged. None with fewer than
+    MIN_TICKS_FOR_DETECTION changes."""
+    t = np.asarray(changes_ns, dtype=np.float64)
+    if t.size < MIN_TICKS_FOR_DETECTION:
+        return None
+    gaps = np.diff(t)
+    median = float(np.median(gaps))
+    if median <= 0:
+        return None
+    kept = gaps[np.abs(gaps - median) <= 0.3 * median]
+    return float(kept.mean()) / 1e9
+
+
 def detect_tick_period(
-    read: Callable[[], float],
+    read: Callable[[], float | None],
     clock: Callable[[], int] = time.monotonic_ns,
-    duration_s: float = 0.5,
+    min_ticks: int = 12,
+    max_duration_s: float = 1.5,
     pause_s: float = 0.0005,
 ) -> float | None:
-    """A counter's update period, found as Zeus does (zeus/monitor/power.py): read it as fast as
-    possible for a while and time its changes. The median interval between changes is the
-    period (Zeus takes the minimum, which one late read can halve); None when it changed fewer
-    than MIN_TICKS_FOR_DETECTION times (a counter slower than `duration_s`, or a static one)."""
+    """A counter's update period, found as Zeus does (zeus/monitor/power.py) but from more
+    ticks: read it as fast as possible until it has changed `min_ticks` times (at most
+    `max_duration_s`) and time its changes (tick_period_from_changes, which a stalled read
+    cannot fool the way Zeus's minimum or a median of four intervals can). `read` returns None
+    for a failed read, which is skipped. None when the counter changed too rarely (a counter
+    slower than the window, or a static one)."""
     changes: list[int] = []
-    last = read()
-    deadline = clock() + int(duration_s * 1e9)
-    while clock() < deadline:
+    last = None
+    deadline = clock() + int(max_duration_s * 1e9)
+    while clock() < deadline and len(changes) < min_ticks + 1:
         value = read()
-        if value != last:
-            changes.append(clock())
+        if value is not None:
+            if last is not None and value != last:
+                changes.append(clock())
             last = value
         time.sleep(pause_s)
-    if len(changes) < MIN_TICKS_FOR_DETECTION:
-        return None
-    return float(np.median(np.diff(changes))) / 1e9
+    return tick_period_from_changes(changes)
+
+
+class TickLock:
+    """When to read a ticking counter: just before and just after each tick it predicts.
+
+    A counter that ticks every P seconds only needs reading around its ticks: a read shortly
+    before the tick and one shortly after bracket it as tightly as a fast poll would, for two
+    reads a tick instead of ten (an NVML read costs milliseconds of CPU: 100 polls a second is
+    a third of a core per GPU). The lock starts searching (reads every `search_s`); once it has
+    seen a tick in a bracket no wider than `lock_width_s`, it predicts the next one from the
+    phase of the recent ticks (their bracket midpoints against the period, weighted by how
+    tight each bracket was) and reads `before_s` ahead of it and `after_s` past it, then every
+    `retry_s` until the tick shows (a late tick gets the tightest bracket of all). A tick that
+    shows at the read before it (an early tick, or a read the host delayed past it) leaves a
+    wide bracket: the lock searches again, and counts a relock; so does a tick a quarter
+    period late. The period is re-estimated from the ticks it brackets, so it keeps checking
+    the one detected at start.
+
+    `observe` takes every read of the counter (scheduled or not); `next_read_ns` says when the
+    next one is wanted. No hardware here: the NVML source and the staircase experiment
+    (scripts/tick_experiment.py) drive the same code.
+    """
+
+    HISTORY = 16  # recent ticks kept for the phase and the period
+
+    def __init__(
+        self,
+        tick_s: float,
+        before_s: float = 0.004,
+        after_s: float = 0.001,
+        retry_s: float = 0.001,
+        search_s: float = 0.01,
+        lock_width_s: float = 0.012,
+    ):
+        self.period_ns = tick_s * 1e9
+        self.before_ns, self.after_ns = before_s * 1e9, after_s * 1e9
+        self.retry_ns, self.search_ns = retry_s * 1e9, search_s * 1e9
+        self.lock_width_ns = lock_width_s * 1e9
+        self.locked = False
+        self.relocks = 0  # times a lock was lost to an early or missing tick
+        self.reads = 0
+        self._value = None
+        self._last_read_ns: int | None = None
+        self._ticks: list[tuple[float, float]] = []  # recent (midpoint, bracket width) in ns
+        self._due_ns: float | None = None  # the predicted next tick
+        self._next_ns: float | None = None
+
+    @property
+    def tick_s(self) -> float:
+        return self.period_ns / 1e9
+
+    def observe(self, t_ns: int, value) -> None:
+        """A read at `t_ns` saw `value` (None: the read failed; the lock searches on)."""
+        self.reads += 1
+        if value is None:
+            self._next_ns = t_ns + self.search_ns
+            return
+        changed = self._value is not None and value != self._value
+        previous = self._last_read_ns
+        self._value, self._last_read_ns = value, t_ns
+        if changed:
+            self._on_tick(previous, t_ns)
+        if not self.locked:
+            self._next_ns = t_ns + self.search_ns
+        elif changed:
+            self._due_ns = self._predict(t_ns)
+            self._next_ns = self._due_ns - self.before_ns
+        elif t_ns < self._due_ns - 0.5 * self.before_ns:
+            self._next_ns = self._due_ns + self.after_ns
+        elif t_ns < self._due_ns + 0.25 * self.period_ns:
+            self._next_ns = t_ns + self.retry_ns
+        else:  # no tick where one was due: the period or the phase moved
+            self._unlock()
+            self._next_ns = t_ns + self.search_ns
+
+    def _on_tick(self, lo_ns: int, hi_ns: int) -> None:
+        lower = max(lo_ns, hi_ns - self.period_ns)  # the counter shows its latest tick only
+        width = hi_ns - lower
+        if width > self.lock_width_ns:
+            if self.locked:  # the tick came before the read that should have preceded it
+                self._unlock()
+            self._ticks = []
+            return
+        self._ticks = [*self._ticks[-(self.HISTORY - 1) :], (0.5 * (lower + hi_ns), width)]
+        self.locked = True
+
+    def _fit(self) -> tuple[float, float]:
+        """(phase, period) in ns: a least-squares line through the recent ticks' midpoints
+        against their tick numbers, each weighted by 1/width^2 (a tight bracket counts more).
+        The period comes from the line once it spans 8 ticks, else it is the one in use."""
+        P = self.period_ns
+        last = self._ticks[-1][0]
+        mid = np.array([m - last for m, _ in self._ticks])
+        n = np.round(mid / P)
+        w = 1.0 / np.maximum([wd for _, wd in self._ticks], 1e5) ** 2
+        if n.max() - n.min() >= 8:
+            nm, mm = np.average(n, weights=w), np.average(mid, weights=w)
+            slope = float(np.sum(w * (n - nm) * (mid - mm)) / np.sum(w * (n - nm) ** 2))
+            if abs(slope - P) < 0.2 * P:
+                return last + mm - slope * nm, slope
+        return last + float(np.average(mid - n * P, weights=w)), P
+
+    def _predict(self, now_ns: int) -> float:
+        """The next tick after `now_ns` on the line through the recent ticks."""
+        phase, self.period_ns = self._fit()
+        return phase + self.period_ns * max(1, math.ceil((now_ns - phase) / self.period_ns))
+
+    def _unlock(self) -> None:
+        self.locked = False
+        self.relocks += 1
+        self._ticks = []
+
+    def next_read_ns(self, now_ns: int) -> int:
+        """When the next read is wanted (now, if it is overdue or nothing was read yet)."""
+        if self._next_ns is None:
+            return now_ns
+        return int(max(now_ns, self._next_ns))
 
 
 def poll_hz_for_tick(

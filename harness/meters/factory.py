@@ -49,7 +49,11 @@ def _nvml_build(cfg, info, topology=None):
     if cfg.nvml.devices is None and info is not None:
         uuids = info.extra.get("cuda_device_uuids")
     return NvmlSource(
-        _gpu_indices(cfg, info), uuids=uuids, tick_s=cfg.nvml.tick_s, allow_mig=cfg.nvml.allow_mig
+        _gpu_indices(cfg, info),
+        uuids=uuids,
+        tick_s=cfg.nvml.tick_s,
+        allow_mig=cfg.nvml.allow_mig,
+        tick_lock=cfg.nvml.tick_lock and cfg.sample_hz is None,
     )
 
 

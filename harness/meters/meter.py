@@ -129,6 +129,7 @@ class Meter:
         self._dead: set[str] = set()  # domains that failed
         self._errors = {id(s): 0 for s in sources}  # consecutive transient failures
         self._polls = {id(s): [0, None, None] for s in sources}  # count, first, last poll time
+        self._sampler_cpu_ns = {id(s): 0 for s in sources}  # each sampler thread's CPU time
         self._source_locks = {id(s): threading.Lock() for s in sources}
         self._trace = None
         self._trace_lock = threading.Lock()
@@ -280,7 +281,21 @@ class Meter:
             with contextlib.suppress(Exception):
                 source.close()
 
+    def timed_by_source(self, source: MeterSource) -> bool:
+        """A source that times its own reads does so unless meter.sample_hz fixes a rate."""
+        return self.sample_hz is None and source.schedules_reads()
+
     def _run(self, source: MeterSource) -> None:
+        key, cpu0 = id(source), time.thread_time_ns()
+        try:
+            if self.timed_by_source(source):
+                self._run_scheduled(source)
+            else:
+                self._run_fixed(source)
+        finally:
+            self._sampler_cpu_ns[key] = time.thread_time_ns() - cpu0
+
+    def _run_fixed(self, source: MeterSource) -> None:
         period = 1.0 / self.rate_hz(source)
         next_t = time.monotonic() + period
         while not self._stop.wait(max(0.0, next_t - time.monotonic())):
@@ -289,19 +304,27 @@ class Meter:
             self._poll_source(source)
             next_t = max(next_t + period, time.monotonic())
 
+    def _run_scheduled(self, source: MeterSource) -> None:
+        while True:
+            with self._source_locks[id(source)]:
+                wait_ns = source.next_poll_ns(self.clock()) - self.clock()
+            if self._stop.wait(max(0.0, wait_ns / 1e9)) or id(source) in self._failed:
+                return
+            self._poll_source(source, due_only=True)
+
     def poll(self) -> None:
         """Read every live source once (what each sampler thread does at its own rate)."""
         for source in self.sources:
             self._poll_source(source)
 
-    def _poll_source(self, source: MeterSource) -> None:
+    def _poll_source(self, source: MeterSource, due_only: bool = False) -> None:
         key = id(source)
         with self._source_locks[key]:
             if key in self._failed:
                 return
             t_ns = self.clock()
             try:
-                readings = source.poll(t_ns)
+                readings = source.poll_due(t_ns) if due_only else source.poll(t_ns)
             except Exception as exc:  # noqa: BLE001 - a failing meter must not kill the run
                 if source.is_transient(exc) and self._errors[key] < TRANSIENT_RETRIES:
                     self._errors[key] += 1
@@ -390,10 +413,21 @@ class Meter:
         return self.view().power_peak_w(t0_ns, t1_ns)
 
     def describe(self) -> list[tuple[SourceDescription, float | None]]:
-        """Each source with its measured poll rate (polls per second while it ran)."""
+        """Each source with its measured poll rate (polls per second while it ran), and in
+        its quality the sampler's cost: hardware reads a second, and the sampler thread's
+        CPU time in all and as a fraction of one core (once its thread has ended)."""
         out = []
         for source in self.sources:
             count, first, last = self._polls[id(source)]
-            rate = (count - 1) / ((last - first) / 1e9) if count > 1 and last > first else None
-            out.append((source.describe(self.rate_hz(source)), rate))
+            span_s = (last - first) / 1e9 if count > 1 and last > first else None
+            rate = (count - 1) / span_s if span_s else None
+            desc = source.describe(self.rate_hz(source))
+            reads = desc.quality.get("reads", count)
+            if span_s:
+                desc.quality["reads_per_s"] = round(reads / span_s, 3)
+            cpu_s = self._sampler_cpu_ns[id(source)] / 1e9
+            if cpu_s > 0 and span_s:
+                desc.quality["sampler_cpu_s"] = round(cpu_s, 4)
+                desc.quality["sampler_cpu_core_fraction"] = round(cpu_s / span_s, 5)
+            out.append((desc, rate))
         return out

@@ -29,11 +29,12 @@ from typing import Any
 
 from harness.errors import MeterError
 from harness.meters.base import DomainFault, MeterSource, PowerIntegrator, Reading
-from harness.meters.counter import detect_tick_period, poll_hz_for_tick
+from harness.meters.counter import TickLock, detect_tick_period, poll_hz_for_tick
 
 ASSUMED_TICK_S = 0.1  # when detection sees too few ticks: the Hopper/Ampere period
 RETRIES = 3  # consecutive transient failures of one GPU before it is a fault
 RESET_AFTER = 5  # consecutive readings below the last one before it counts as a counter reset
+PROBE_TRIES = 5  # reads of a failing energy field at open before that GPU is a fault
 
 
 def _text(value: Any) -> str:
@@ -107,6 +108,43 @@ def _handles(nvml, cuda_indices: list[int] | None, uuids: list[str] | None) -> l
     return handles
 
 
+_COMPUTE_MODES = {0: "default", 1: "exclusive-thread", 2: "prohibited", 3: "exclusive-process"}
+
+
+def gpu_state(nvml, handle) -> dict[str, Any]:
+    """What a GPU's settings and clocks are now, read only (joulebench never sets them). A
+    query the GPU or driver refuses is null, never a failure: this is disclosure."""
+
+    def ask(fn, *args, then=lambda v: v):
+        try:
+            return then(fn(handle, *args))
+        except Exception:  # noqa: BLE001 - NVMLError_NotSupported, NoPermission, a fake's gap
+            return None
+
+    return {
+        "temperature_c": ask(nvml.nvmlDeviceGetTemperature, nvml.NVML_TEMPERATURE_GPU),
+        "power_limit_w": ask(nvml.nvmlDeviceGetEnforcedPowerLimit, then=lambda mw: mw / 1000.0),
+        "default_power_limit_w": ask(
+            nvml.nvmlDeviceGetPowerManagementDefaultLimit, then=lambda mw: mw / 1000.0
+        ),
+        "sm_clock_mhz": ask(nvml.nvmlDeviceGetClockInfo, nvml.NVML_CLOCK_SM),
+        "mem_clock_mhz": ask(nvml.nvmlDeviceGetClockInfo, nvml.NVML_CLOCK_MEM),
+        "max_sm_clock_mhz": ask(nvml.nvmlDeviceGetMaxClockInfo, nvml.NVML_CLOCK_SM),
+        "max_mem_clock_mhz": ask(nvml.nvmlDeviceGetMaxClockInfo, nvml.NVML_CLOCK_MEM),
+        "performance_state": ask(nvml.nvmlDeviceGetPerformanceState, then=lambda p: f"P{p}"),
+        "persistence_mode": ask(
+            nvml.nvmlDeviceGetPersistenceMode, then=lambda m: "on" if m else "off"
+        ),
+        "compute_mode": ask(
+            nvml.nvmlDeviceGetComputeMode, then=lambda m: _COMPUTE_MODES.get(m, str(m))
+        ),
+        "ecc": ask(nvml.nvmlDeviceGetEccMode, then=lambda modes: "on" if modes[0] else "off"),
+        "clocks_event_reasons": ask(
+            nvml.nvmlDeviceGetCurrentClocksEventReasons, then=lambda bits: f"0x{bits:x}"
+        ),
+    }
+
+
 class _Gpu:
     """One GPU: its fields, counter state (reset-safe), and its own error and skip counts."""
 
@@ -139,6 +177,9 @@ class _Gpu:
             0,
         )
         self.failed = False
+        self.open_fault: str | None = None  # the counter failed at open: a fault at first poll
+        self.lock: TickLock | None = None  # reads timed around the counter's ticks
+        self.reads = 0
         self._first_mj: int | None = None
         self._last_mj: int | None = None
         self._offset_j = 0.0
@@ -178,18 +219,45 @@ class _Gpu:
             ],
         )
 
-    def probe(self, tick_s: float | None) -> None:
-        energy = self.fields()[0]
-        if energy.nvmlReturn == self.nvml.NVML_ERROR_NOT_SUPPORTED:
-            self.has_counter = False
+    def _energy_mj(self) -> int | None:
+        """One read of the counter alone (tick detection): mJ, or None when it failed."""
+        try:
+            energy = self.fields()[0]
+        except self.nvml.NVMLError:
+            return None
+        return energy.value.ullVal if energy.nvmlReturn == self.nvml.NVML_SUCCESS else None
+
+    def probe(self, tick_s: float | None, tick_lock: bool = False) -> None:
+        """At open: has it a counter (NotSupported: no, it samples power); its first value; its
+        tick period (given, or detected). Any other per-field error is retried; one that
+        persists makes this GPU a fault, never a counter of zero."""
+        nvml, cause = self.nvml, None
+        for attempt in range(PROBE_TRIES):
+            try:
+                energy = self.fields()[0]
+            except nvml.NVMLError as exc:
+                cause = f"nvmlDeviceGetFieldValues failed: {exc}"
+            else:
+                if energy.nvmlReturn == nvml.NVML_ERROR_NOT_SUPPORTED:
+                    self.has_counter = False
+                    return
+                if energy.nvmlReturn == nvml.NVML_SUCCESS:
+                    break
+                cause = f"its energy field returned {nvml.NVMLError(energy.nvmlReturn)}"
+            if attempt + 1 < PROBE_TRIES:
+                time.sleep(0.02)
+        else:
+            self.open_fault = f"{cause} ({PROBE_TRIES} reads at open)"
             return
         self._first_mj = self._last_mj = energy.value.ullVal
         if tick_s is not None:
             self.tick_s = tick_s
-            return
-        detected = detect_tick_period(lambda: self.fields()[0].value.ullVal)
-        self.tick_detected = detected is not None
-        self.tick_s = detected or ASSUMED_TICK_S
+        else:
+            detected = detect_tick_period(self._energy_mj)
+            self.tick_detected = detected is not None
+            self.tick_s = detected or ASSUMED_TICK_S
+        if tick_lock:
+            self.lock = TickLock(self.tick_s)
 
     def _transient(self, cause: str) -> DomainFault | None:
         self._errors += 1
@@ -225,10 +293,16 @@ class _Gpu:
 
     def read(self, clock) -> Reading | DomainFault | None:
         nvml = self.nvml
+        if self.open_fault is not None:
+            self.failed = True
+            return DomainFault(self.domain, self.open_fault)
         before = clock()
+        self.reads += 1
         try:
             energy, power = self.fields()
         except nvml.NVMLError as exc:
+            if self.lock is not None:
+                self.lock.observe(clock(), None)
             if isinstance(
                 exc, (nvml.NVMLError_NotSupported, nvml.NVMLError_Unknown, nvml.NVMLError_Timeout)
             ):
@@ -243,12 +317,17 @@ class _Gpu:
                 return None
             return Reading(self.domain, self._integrator.add(after, watts), watts, after)
         if energy.nvmlReturn != nvml.NVML_SUCCESS:
+            if self.lock is not None:
+                self.lock.observe(after, None)
             return self._transient(str(nvml.NVMLError(energy.nvmlReturn)))
         self._errors = 0
+        stamp = self._stamp(energy.timestamp, before, after)
         joules = self._joules(energy.value.ullVal)
+        if self.lock is not None:  # a skipped glitch is no tick: the lock sees the last value
+            self.lock.observe(stamp, self._last_mj)
         if joules is None:
             return None
-        return Reading(self.domain, joules, watts, self._stamp(energy.timestamp, before, after))
+        return Reading(self.domain, joules, watts, stamp)
 
     @staticmethod
     def _stamp(timestamp_us: int, before: int, after: int) -> int:
@@ -272,9 +351,11 @@ class NvmlSource(MeterSource):
         uuids: list[str] | None = None,
         tick_s: float | None = None,
         allow_mig: bool = False,
+        tick_lock: bool = True,
     ):
         self.nvml = nvml or load_pynvml()
         self.configured_tick_s = tick_s
+        self.tick_lock = tick_lock
         try:
             self.nvml.nvmlInit()
             self.matched_by = "uuid" if uuids else "cuda-visible index"
@@ -309,35 +390,59 @@ class NvmlSource(MeterSource):
             things.add("cpu")  # a Grace Hopper module's reading includes its Grace CPU
         return things
 
-    def _snapshot(self, gpu: _Gpu) -> dict:
-        nvml = self.nvml
-        return {
-            "temperature_c": nvml.nvmlDeviceGetTemperature(gpu.handle, nvml.NVML_TEMPERATURE_GPU),
-            "power_limit_w": nvml.nvmlDeviceGetEnforcedPowerLimit(gpu.handle) / 1000.0,
-        }
-
     def open(self, t_ns: int) -> None:
         detected: dict[str, float | None] = {}  # one detection per GPU model, as Zeus does
         for gpu in self.gpus:
             tick = self.configured_tick_s if self.configured_tick_s else detected.get(gpu.name)
-            gpu.probe(tick)
-            if gpu.has_counter:
+            gpu.probe(tick, self.tick_lock)
+            if gpu.has_counter and gpu.open_fault is None:
                 detected.setdefault(gpu.name, gpu.tick_s)
-            self._start[gpu.domain] = self._snapshot(gpu)
+            self._start[gpu.domain] = gpu_state(self.nvml, gpu.handle)
         if not all(g.has_counter for g in self.gpus):
             self.method = "power-sampling"
 
     def tick_period_s(self) -> dict[str, float]:
-        return {g.domain: g.tick_s for g in self.gpus if g.has_counter and g.tick_s}
+        """Each counter's period: the detected one, refined by the tick lock's brackets."""
+        out = {}
+        for g in self.gpus:
+            if g.has_counter and g.tick_s:
+                out[g.domain] = g.lock.tick_s if g.lock is not None else g.tick_s
+        return out
 
     def default_hz(self) -> float:
+        """Reads a second: two a tick when locked to the ticks, else ten a tick (20-100 Hz)."""
         ticks = self.tick_period_s().values()
-        return poll_hz_for_tick(min(ticks)) if ticks else 20.0
+        if not ticks:
+            return 20.0
+        if self.schedules_reads():
+            return 2.0 / min(ticks)
+        return poll_hz_for_tick(min(ticks))
+
+    def schedules_reads(self) -> bool:
+        return any(g.lock is not None for g in self.gpus)
+
+    def next_poll_ns(self, now_ns: int) -> int:
+        """The earliest read any GPU wants: a locked one around its next tick, one without a
+        counter (power sampling) at the fixed rate."""
+        fixed = now_ns + int(1e9 / 20.0)
+        wanted = [
+            g.lock.next_read_ns(now_ns) if g.lock else fixed for g in self.gpus if not g.failed
+        ]
+        return min(wanted) if wanted else fixed
 
     def poll(self, t_ns: int) -> list[Reading | DomainFault]:
+        return self._read(t_ns, due_only=False)
+
+    def poll_due(self, t_ns: int) -> list[Reading | DomainFault]:
+        return self._read(t_ns, due_only=True)
+
+    def _read(self, t_ns: int, due_only: bool) -> list[Reading | DomainFault]:
         out = []
+        slack_ns = 200_000  # a read due within 0.2 ms is taken now
         for gpu in self.gpus:
             if gpu.failed:
+                continue
+            if due_only and gpu.lock is not None and gpu.lock.next_read_ns(t_ns) > t_ns + slack_ns:
                 continue
             reading = gpu.read(self.clock)  # stamped right after this GPU's own read
             if reading is not None:
@@ -345,17 +450,20 @@ class NvmlSource(MeterSource):
         return out
 
     def quality(self) -> dict[str, int]:
-        totals: dict[str, int] = {}
+        totals: dict[str, int] = {"reads": 0}
         for gpu in self.gpus:
+            totals["reads"] += gpu.reads
             for key, n in gpu.counts.items():
                 totals[key] = totals.get(key, 0) + n
+            if gpu.lock is not None:
+                totals["tick_relocks"] = totals.get("tick_relocks", 0) + gpu.lock.relocks
         return totals
 
     def close(self) -> None:
         try:
             for gpu in self.gpus:
                 if not gpu.failed:
-                    self._end[gpu.domain] = self._snapshot(gpu)
+                    self._end[gpu.domain] = gpu_state(self.nvml, gpu.handle)
         finally:
             self.nvml.nvmlShutdown()
 
@@ -372,6 +480,8 @@ class NvmlSource(MeterSource):
                     "energy_counter": g.has_counter,
                     "counter_tick_s": g.tick_s,
                     "tick_detected": g.tick_detected,
+                    "reads_timed_to_ticks": g.lock is not None,
+                    "tick_s_refined": g.lock.tick_s if g.lock is not None else None,
                     "power_scope": "module (Grace CPU + GPU + memory)" if g.module_scope else "gpu",
                     "mig": "on: the whole GPU's energy, every slice's work" if g.mig else "off",
                     **g.counts,

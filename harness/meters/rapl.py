@@ -107,7 +107,9 @@ class RaplSource(MeterSource):
         for zone in self.zones:
             zone.last_uj = int(_read(zone.path / "energy_uj"))
         first = self.zones[0].path / "energy_uj"
-        detected = detect_tick_period(lambda: _read(first), duration_s=0.05, pause_s=0.0001)
+        detected = detect_tick_period(
+            lambda: _read(first), min_ticks=30, max_duration_s=0.05, pause_s=0.0001
+        )
         self.tick_s = detected if detected is not None else RAPL_TICK_S
         self.tick_detected = detected is not None
 

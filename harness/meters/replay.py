@@ -19,7 +19,7 @@ import numpy as np
 
 from harness.errors import MeterError
 from harness.meters.base import MeterSource, Reading
-from harness.meters.counter import MIN_TICKS_FOR_DETECTION, poll_hz_for_tick
+from harness.meters.counter import poll_hz_for_tick, tick_period_from_changes
 
 
 def read_trace(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, bool]]:
@@ -109,6 +109,5 @@ def _tick_s(t_s: np.ndarray, joules: np.ndarray, counter: bool) -> float | None:
     if not counter:
         return None
     changes = t_s[1:][np.diff(joules) != 0]
-    if changes.size < MIN_TICKS_FOR_DETECTION:
-        return None
-    return float(np.median(np.diff(changes)))
+    period = tick_period_from_changes(changes * 1e9)
+    return None if period is None else period

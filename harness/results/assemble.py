@@ -83,11 +83,39 @@ def _meter_records(meter: MeterView) -> list[MeterSourceRecord]:
     ]
 
 
+# quality entries that describe the sampler, not readings lost or retried: never a warning
+SAMPLER_STATS = (
+    "reads",
+    "reads_per_s",
+    "sampler_cpu_s",
+    "sampler_cpu_core_fraction",
+    "tick_relocks",
+)
+
+
+def _disclosed(system: SystemInfo, meter: MeterView) -> SystemInfo:
+    """The system with what the GPU meter read of the devices: the driver version and each
+    GPU's state at start and end (NVML's details; a run without NVML keeps what it had)."""
+    driver, state = system.accelerator.driver, dict(system.accelerator.state)
+    for d, _ in meter.describe():
+        if d.name != "nvml":
+            continue
+        driver = driver or d.details.get("driver")
+        for g in d.details.get("gpus", []):
+            state[g["domain"]] = {
+                "uuid": g["uuid"],
+                "at_start": g["at_start"],
+                "at_end": g["at_end"],
+            }
+    accelerator = dataclasses.replace(system.accelerator, driver=driver, state=state)
+    return dataclasses.replace(system, accelerator=accelerator)
+
+
 def _quality_warnings(meter: MeterView) -> list[str]:
     """One line per source that skipped or retried readings (the counts are in the result)."""
     out = []
     for d, _ in meter.describe():
-        counts = {k: n for k, n in d.quality.items() if n}
+        counts = {k: n for k, n in d.quality.items() if n and k not in SAMPLER_STATS}
         if counts:
             said = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in sorted(counts.items()))
             out.append(f"{d.name} ({', '.join(d.domains)}): {said} (meters[].quality).")
@@ -226,7 +254,7 @@ def assemble_result(
         config=config_dict,
         config_sha256=config_sha256,
         code=code,
-        system=system,
+        system=_disclosed(system, meter),
         workload=WorkloadRecord(
             **{f.name: getattr(info, f.name) for f in dataclasses.fields(WorkloadRecord)}
         ),

@@ -30,6 +30,9 @@ class Accelerator:
     model: str
     count: int
     driver: str | None
+    # per device domain, its settings and clocks as read (never set) at meter start and end:
+    # power limit, SM and memory clocks, persistence and compute mode, ECC (meters/nvml.py)
+    state: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -77,7 +80,7 @@ class MeterSourceRecord:
     # ticking counters' update periods: how power.csv's rows are placed into ticks
     counter_tick_s: dict[str, float] = field(default_factory=dict)
     # readings skipped (0 W, counter regressions) or retried (transient errors), by kind
-    quality: dict[str, int] = field(default_factory=dict)
+    quality: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
