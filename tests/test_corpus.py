@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 
+from harness.errors import ConfigError
 from workloads.corpus import (
     FAMILIES,
     FIRST_CONTENT,
@@ -159,20 +160,25 @@ def test_knowledge_budgets_of_the_facts_pairs_by_hand():
     assert tiny["regime"] == "learning-bound"
     moe_params, moe = _budget("lm-moe-facts-tiny")
     assert moe["facts_table_bits"] == tiny["facts_table_bits"] and moe_params == 336_704
-    # small v2: 507^2 two-token keys x 5 value tokens; 15000 steps x 64 x 512, half facts
+    # small v3: 2,740 two-token keys x 60 value tokens; 2000 steps x 128 x 256, half facts
     params, small = _budget("lm-dense-small")
-    assert params == 25_436_672 and small["facts_keys"] == 257_049
-    assert small["facts_table_bits"] == pytest.approx(257_049 * 5 * math.log2(507))  # 11.55 Mbit
-    assert small["exposures_per_fact"] == pytest.approx(15000 * 64 * 512 / 2 / (257_049 * 7))
+    # 4 layers x (4 x 256^2 + 2 x 256 x 1024 + 2 x 256) + 512 x 256 + 256
+    assert params == 4 * (4 * 256**2 + 2 * 256 * 1024 + 2 * 256) + 512 * 256 + 256 == 3_279_104
+    assert small["facts_keys"] == 2740
+    assert small["facts_table_bits"] == pytest.approx(2740 * 60 * math.log2(507))  # 1.48 Mbit
+    assert small["exposures_per_fact"] == pytest.approx(2000 * 128 * 256 / 2 / (2740 * 62))
     assert 0.45 < small["table_bits_per_param"] < 0.46
     moe_params, moe = _budget("lm-moe-small")
-    assert moe_params == 84_173_312
-    assert moe["table_bits_per_param"] == pytest.approx(small["facts_table_bits"] / 84_173_312)
+    # two MoE layers each add 7 more experts' FFNs and a 256 x 8 router
+    assert moe_params == params + 2 * (7 * 2 * 256 * 1024 + 256 * 8) == 10_623_232
+    assert moe["table_bits_per_param"] == pytest.approx(small["facts_table_bits"] / 10_623_232)
 
 
 def test_a_table_over_two_bits_per_parameter_is_storage_bound():
-    # 507^3 three-token keys x 5 values = 5.9 Gbit against 25M parameters: 230 bits each
-    _, big = _budget("lm-dense-small", "benchmark.data.facts_key_tokens=3")
+    # every one of 507^3 three-token keys x 60 values = 70 Gbit against 3.3M parameters
+    _, big = _budget(
+        "lm-dense-small", "benchmark.data.facts_key_tokens=3", "benchmark.data.facts_keys=null"
+    )
     assert big["table_bits_per_param"] > 200 and big["regime"] == "storage-bound"
     params, none = _budget("lm-dense-tiny")  # no facts family: nothing to budget
     assert none is None and params > 0
@@ -188,3 +194,30 @@ def test_result_json_records_the_knowledge_budget(tmp_path, framework):
     knowledge = result["workload"]["extra"]["knowledge"]
     _, expected = _budget("lm-moe-facts-tiny", "benchmark.max_steps=20")  # short_run's
     assert knowledge == pytest.approx(expected) and knowledge["regime"] == "learning-bound"
+
+
+def test_a_facts_table_of_fewer_keys_than_strings_scores_its_key_tokens_exactly():
+    """facts_keys=7 of the 10^2 two-token strings: a key's first token has the probability of
+    its prefix among the 7 keys, its second the share of that prefix's keys; values p = 1."""
+    from workloads.corpus import FIRST_CONTENT, FactsFamily
+
+    family = FactsFamily(10, np.random.default_rng(0), key_tokens=2, value_tokens=3, keys=7)
+    keys = family.key_ids_K
+    docs = family.sample(500, 20, np.random.default_rng(1))
+    p = family.probs(docs)
+    local = docs.astype(int) - FIRST_CONTENT
+    firsts = keys // 10
+    for n, t in [(0, 0), (3, 5), (7, 10)]:  # record starts: the key's first token
+        expected = np.sum(firsts == local[n, t]) / 7
+        assert p[n, t] == pytest.approx(expected)
+        second = np.sum(keys == local[n, t] * 10 + local[n, t + 1]) / np.sum(firsts == local[n, t])
+        assert p[n, t + 1] == pytest.approx(second)
+    assert np.all(p[:, 2:5] == 1.0)  # the first record's value tokens
+    assert set(local[:, 0] * 10 + local[:, 1]) <= set(keys.tolist())
+    # a token no key starts with is impossible; a key outside the table has no value
+    outside = docs.copy()
+    outside[0, 0] = FIRST_CONTENT + next(d for d in range(10) if d not in set(firsts.tolist()))
+    assert family.probs(outside)[0, 0] == 0.0
+    assert family.bits() == pytest.approx(7 * 3 * math.log2(10))
+    with pytest.raises(ConfigError, match="facts_keys=101"):
+        FactsFamily(10, np.random.default_rng(0), key_tokens=2, keys=101)

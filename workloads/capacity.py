@@ -27,7 +27,7 @@ def knowledge_budget(bench, params_total: int) -> dict[str, Any] | None:
     if data.kind != "synthetic" or "facts" not in data.families:
         return None
     alphabet = model.vocab_size - FIRST_CONTENT
-    keys = alphabet**data.facts_key_tokens
+    keys = data.facts_keys or alphabet**data.facts_key_tokens
     table_bits = keys * data.facts_value_tokens * math.log2(alphabet)
     period = data.facts_key_tokens + data.facts_value_tokens
     # one document per sequence, its family drawn uniformly; the start token is not a record

@@ -195,21 +195,47 @@ class DyckFamily(Family):
 
 
 class FactsFamily(Family):
-    """Facts: records of a uniform key (`key_tokens` tokens) then its value (`value_tokens`
-    tokens), back to back. The table maps each of the alphabet^key_tokens keys to a value drawn
-    once from the seed, so it holds alphabet^key_tokens x value_tokens x log2(alphabet) bits:
-    what a model must store, in parameters, to predict values. Exact to score: a key token has
-    p = 1/alphabet, a value token p = 1 (its table entry) or 0.
+    """Facts: records of a key (`key_tokens` tokens) then its value (`value_tokens` tokens),
+    back to back. The table maps each key to a value drawn once from the seed. By default every
+    one of the alphabet^key_tokens strings is a key; with `keys` set, that many distinct strings
+    drawn from the seed are. The table holds keys x value_tokens x log2(alphabet) bits: what a
+    model must store, in parameters, to predict values. Exact to score: a key token has the
+    probability of its prefix among the keys (1/alphabet when every string is a key), a value
+    token p = 1 (its table entry) or 0.
 
     This is the family that makes a corpus capacity-bound, as web text is (knowledge grows
     with parameters): a dense model with too few parameters cannot hold the table, a sparse one
     with more total parameters can (Allen-Zhu & Li 2024, Physics of Language Models 3.3: about
     2 bits of knowledge per parameter at best)."""
 
-    def __init__(self, alphabet: int, rng, key_tokens: int = 2, value_tokens: int = 2):
+    def __init__(
+        self,
+        alphabet: int,
+        rng,
+        key_tokens: int = 2,
+        value_tokens: int = 2,
+        keys: int | None = None,
+    ):
         super().__init__(alphabet, rng)
         self.key_tokens, self.value_tokens = key_tokens, value_tokens
-        self.table_KV = rng.integers(0, alphabet, size=(alphabet**key_tokens, value_tokens))
+        strings = alphabet**key_tokens
+        if keys is not None and not 1 <= keys <= strings:
+            raise ConfigError(
+                f"benchmark.data.facts_keys={keys} but {key_tokens}-token keys over "
+                f"{alphabet} content tokens allow 1..{strings}.",
+                "pick facts_keys in that range, or null for every string.",
+            )
+        self.keys = keys
+        if keys is None:
+            self.table_KV = rng.integers(0, alphabet, size=(strings, value_tokens))
+            self.key_ids_K = None
+        else:  # a subset of the strings: row r of the table belongs to key string key_ids_K[r]
+            self.key_ids_K = np.sort(rng.choice(strings, size=keys, replace=False))
+            self.table_KV = rng.integers(0, alphabet, size=(keys, value_tokens))
+            self._prefix_counts = [
+                np.bincount(self.key_ids_K // alphabet ** (key_tokens - j), minlength=alphabet**j)
+                for j in range(key_tokens + 1)
+            ]  # [j][p]: how many keys start with the j-token prefix p (j = 0: all of them)
 
     @property
     def period(self) -> int:
@@ -221,11 +247,26 @@ class FactsFamily(Family):
 
     def sample(self, n, length, rng):
         records = -(-length // self.period)
-        keys_NR = rng.integers(0, self.alphabet**self.key_tokens, size=(n, records))
-        digits = [(keys_NR // self.alphabet**p) % self.alphabet for p in range(self.key_tokens)]
+        rows_NR = rng.integers(0, self.table_KV.shape[0], size=(n, records))
+        key_NR = rows_NR if self.key_ids_K is None else self.key_ids_K[rows_NR]
+        digits = [(key_NR // self.alphabet**p) % self.alphabet for p in range(self.key_tokens)]
         key_part = np.stack(digits[::-1], axis=2)  # most significant token first
-        out = np.concatenate([key_part, self.table_KV[keys_NR]], axis=2).reshape(n, -1)
+        out = np.concatenate([key_part, self.table_KV[rows_NR]], axis=2).reshape(n, -1)
         return out[:, :length] + FIRST_CONTENT
+
+    def _key_token_prob(self, prefix: np.ndarray, token: np.ndarray, j: int) -> np.ndarray:
+        """p(the key's j-th token | its first j tokens), among the keys."""
+        if self.key_ids_K is None:
+            return np.full(prefix.shape, 1.0 / self.alphabet)
+        counts = self._prefix_counts
+        return counts[j + 1][prefix * self.alphabet + token] / np.maximum(counts[j][prefix], 1)
+
+    def _rows_of(self, key: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Table rows of key strings, and whether each string is a key at all."""
+        if self.key_ids_K is None:
+            return key, np.ones(key.shape, dtype=bool)
+        row = np.minimum(np.searchsorted(self.key_ids_K, key), self.key_ids_K.size - 1)
+        return row, self.key_ids_K[row] == key
 
     def probs(self, docs_NL):
         local, valid = self._local(docs_NL)
@@ -233,13 +274,15 @@ class FactsFamily(Family):
         out = np.empty((n, length))
         for t in range(length):
             record, within = divmod(t, self.period)
-            if within < self.key_tokens:
-                out[:, t] = 1.0 / self.alphabet
-                continue
             key = np.zeros(n, dtype=np.int64)
-            for j in range(self.key_tokens):
+            for j in range(min(within, self.key_tokens)):
                 key = key * self.alphabet + local[:, record * self.period + j]
-            out[:, t] = (self.table_KV[key, within - self.key_tokens] == local[:, t]).astype(float)
+            if within < self.key_tokens:
+                out[:, t] = self._key_token_prob(key, local[:, t], within)
+                continue
+            row, known = self._rows_of(key)
+            hit = self.table_KV[row, within - self.key_tokens] == local[:, t]
+            out[:, t] = (hit & known).astype(float)
         return np.where(valid, out, 0.0)
 
 
@@ -253,7 +296,7 @@ class MultiDomainCorpus:
         successors: int = 4,
         concentration: float = 0.5,
         families: tuple[str, ...] = FAMILIES[:4],
-        facts_shape: tuple[int, int] = (2, 2),  # facts: (key tokens, value tokens)
+        facts_shape: tuple[int, ...] = (2, 2),  # facts: (key tokens, value tokens[, keys])
     ):
         alphabet = vocab_size - FIRST_CONTENT
         if alphabet < 2:
