@@ -9,13 +9,18 @@ the energy was obtained. Usage, on a GPU machine from the repository root:
     PYTHONPATH=. python3 scripts/gpu_bench_torch.py --steps 300 --out results/bench
     PYTHONPATH=. python3 scripts/gpu_bench_torch.py --benchmarks lm-dense-small --steps 100
 
-Writes each run directory under --out and the table as bench_torch.md and bench_torch.json.
+Writes each run directory under --out and the table as bench_torch.md and bench_torch.json,
+both rewritten after every benchmark (a crash keeps the rows done). Each benchmark compiles its
+own graphs (the adapter clears the compile cache when shapes change, so no later benchmark
+trains with dynamic-shape kernels). With --profile-below F, a torch benchmark whose MFU falls
+under F gets a profiler table of its top kernels over a few steps (profile_<benchmark>.txt).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -65,6 +70,10 @@ def run_one(benchmark: str, steps: int, out: Path, extra: list[str]) -> dict:
         "energy_source": ", ".join(f"{s.provenance} {s.name}" for s in r.meters),
         "run_dir": str(outcome.run_dir),
         "status": r.status,
+        "framework": r.workload.framework,
+        "flops_per_token": r.workload.flops_per_token,
+        "steps": m.steps,
+        "date_utc": r.timing.run_start_utc,
     }
 
 
@@ -92,6 +101,41 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def profile_table(benchmark: str, extra: list[str], steps: int = 8, rows: int = 20) -> str:
+    """The top kernels of a few steps, by device time (torch.profiler), for a short MFU."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    from harness.config import compose_config
+    from workloads.build import build_workload
+
+    cfg, _ = compose_config([f"benchmark={benchmark}", *extra])
+    workload = build_workload(cfg.benchmark, cfg.framework, cfg.seed)  # reuses the compiled graphs
+    workload.warmup(3)
+    activities = [ProfilerActivity.CPU] + (
+        [ProfilerActivity.CUDA] if torch.cuda.is_available() else []
+    )
+    with profile(activities=activities) as prof:
+        for _ in range(steps):
+            workload.train_step(workload.next_batch())
+        workload.sync()
+    key = "cuda_time_total" if torch.cuda.is_available() else "cpu_time_total"
+    return f"{benchmark}: {steps} steps, top {rows} by {key}\n" + prof.key_averages().table(
+        sort_by=key, row_limit=rows
+    )
+
+
+def write_tables(out: Path, rows: list[dict]) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    for name, text in (
+        ("bench_torch.json", json.dumps(rows, indent=2) + "\n"),
+        ("bench_torch.md", table(rows) + "\n"),
+    ):
+        tmp = out / f"{name}.tmp"
+        tmp.write_text(text)
+        os.replace(tmp, out / name)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -99,16 +143,32 @@ def main() -> int:
     parser.add_argument("--benchmarks", nargs="+", default=list(BENCHMARKS))
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--out", type=Path, default=Path("results/bench"))
+    parser.add_argument(
+        "--profile-below",
+        type=float,
+        default=None,
+        help="profile a torch run whose MFU is under this",
+    )
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides for every run")
     args = parser.parse_args()
     rows = []
     for benchmark in args.benchmarks:
         print(f"== {benchmark}: {args.steps} steps", flush=True)
         rows.append(run_one(benchmark, args.steps, args.out, args.overrides))
+        write_tables(args.out, rows)
         print(table(rows[-1:]), flush=True)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "bench_torch.json").write_text(json.dumps(rows, indent=2) + "\n")
-    (args.out / "bench_torch.md").write_text(table(rows) + "\n")
+        mfu = rows[-1]["mfu"]
+        torch_run = not any(
+            o.startswith("framework=") and o != "framework=torch" for o in args.overrides
+        )
+        if (
+            args.profile_below is not None
+            and torch_run
+            and (mfu is None or mfu < args.profile_below)
+        ):
+            text = profile_table(benchmark, args.overrides)
+            (args.out / f"profile_{benchmark}.txt").write_text(text)
+            print(text, flush=True)
     print(table(rows))
     return 0
 

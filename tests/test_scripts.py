@@ -33,8 +33,8 @@ def test_meter_bench_reports_overhead_agreement_and_spread(tmp_path):
         "lm-dense-tiny",
         "--meter",
         "simulated",
-        "--repeats",
-        "2",
+        "--pairs",
+        "3",
         "--steps",
         "20",
         "--out",
@@ -43,11 +43,20 @@ def test_meter_bench_reports_overhead_agreement_and_spread(tmp_path):
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = json.loads((tmp_path / "meter_bench.json").read_text())
-    assert len(report["step_s_meter_on"]) == len(report["step_s_meter_off"]) == 2
-    # a constant 100 W: the power integral equals the counter exactly, and J/step = 100 W x step time
-    assert report["power_integral_over_counter"] == pytest.approx([1.0, 1.0], abs=1e-6)
-    for j, s in zip(report["energy_per_step_j"], report["step_s_meter_on"], strict=True):
-        assert j == pytest.approx(100.0 * s, rel=0.05)
+    assert [p["order"] for p in report["pairs"]] == ["off-on", "on-off", "off-on"]
+    s = report["summary"]
+    assert s["pairs_done"] == 3
+    overheads = [p["on"]["step_s"] / p["off_step_s"] - 1 for p in report["pairs"]]
+    assert s["overhead_fraction"] == pytest.approx(sorted(overheads)[1])  # the median pair
+    # a constant 100 W: the power integral equals the counter exactly, and each block's
+    # J/step = 100 W x its step time
+    assert s["power_integral_over_counter_mean"] == pytest.approx(1.0, abs=1e-6)
+    for p in report["pairs"]:
+        assert p["on"]["energy_per_step_j"] == pytest.approx(100.0 * p["on"]["step_s"], rel=0.02)
+    per_step = [p["on"]["energy_per_step_j"] for p in report["pairs"]]
+    mean = sum(per_step) / 3
+    sd = (sum((x - mean) ** 2 for x in per_step) / 2) ** 0.5
+    assert s["energy_per_step_cv"] == pytest.approx(sd / mean)
     assert "metering overhead on step time" in proc.stdout
 
 
