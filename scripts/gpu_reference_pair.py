@@ -99,9 +99,22 @@ def _dropped(result: dict) -> float | None:
     return sum(values) / len(values) if values else None
 
 
-def fill_system(path: Path, division: str, meter: str) -> None:
-    """The fields `joulebench system` leaves to a person, filled in for a lent machine."""
+def fill_system(path: Path, division: str, meter: str, run_dirs: list[Path]) -> None:
+    """The fields `joulebench system` leaves to a person, filled in for a lent machine.
+
+    The accelerator is the one the runs trained on. On a GPU machine that is the GPU NVML
+    named; in the CPU rehearsal the runs train on the CPU while a fake NVML meters a fake
+    H200, and the validator (SYS-003) rightly refuses a system that declares the H200: there
+    the runs' device is declared, and this says so."""
     system = json.loads(path.read_text())
+    ran_on = {load(d)["workload"]["device_name"] for d in run_dirs if (d / "result.json").is_file()}
+    declared = str(system.get("accelerator_model_name", ""))
+    if len(ran_on) == 1 and declared.lower() not in (used := ran_on.pop()).lower():
+        print(
+            f"gpu_reference_pair: NVML names {declared!r} but the runs trained on {used!r}: "
+            "declaring the runs' device (the CPU rehearsal's fake GPU meters a CPU run)"
+        )
+        system["accelerator_model_name"] = used
     unknown = "N/A: a lent cloud machine; not disclosed to the tenant"
     fill = {
         "submitter": "joulebench",
@@ -217,7 +230,7 @@ class Pair:
         system = self.out / "system" / f"{self.args.system}.json"
         system.parent.mkdir(parents=True, exist_ok=True)
         cli("system", "--name", self.args.system, "-o", str(system))
-        fill_system(system, "closed", self.args.meter)
+        fill_system(system, "closed", self.args.meter, run_dirs)
         sub = self.out / "submission"
         code, _ = cli(
             "package", *map(str, run_dirs), "--system", str(system), "--org", "joulebench",
