@@ -161,10 +161,13 @@ def figure(report: dict, cases: dict, path: str) -> None:
     ax.text(26, 0.55, "goal: p95 <= 0.5% at <= 25 reads/s", fontsize=8, color="grey")
     ax.set_xscale("log")
     ax.set_yscale("log")
-    from matplotlib.ticker import ScalarFormatter
+    from matplotlib.ticker import FixedLocator, NullFormatter, ScalarFormatter
 
+    ax.yaxis.set_major_locator(FixedLocator([0.1, 0.2, 0.5, 1, 2, 5, 10]))
+    ax.xaxis.set_major_locator(FixedLocator([10, 25, 50, 100]))
     for axis in (ax.xaxis, ax.yaxis):
         axis.set_major_formatter(ScalarFormatter())
+        axis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("counter reads per second per GPU")
     ax.set_ylabel("p95 |error| of ~1 s windows (%)")
     ax.set_title("A 93-100 ms energy counter read by a busy host", fontsize=10)

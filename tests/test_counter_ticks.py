@@ -28,19 +28,37 @@ MS = 1_000_000
 
 
 def test_each_new_value_sits_in_the_middle_of_its_bracket():
-    # a 70 J tick every 100 ms, polled every 40 ms: the first new value is seen at 120 ms, the
-    # last poll with the old value was at 80 ms -> the tick is placed at 100 ms; the next is
-    # seen at 200 ms after 160 ms -> 180 ms
+    # a 70 J tick every 100 ms (at 100 and 200 ms), polled every 40 ms: the first new value is
+    # seen at 120 ms after a poll at 80 ms, the next at 200 ms after 160 ms. Each tick is one
+    # period (give or take 2%) from the other, so each bracket is narrowed by the other's:
+    # tick 1 in (160 - 102, 200 - 98] and (80, 120] -> (80, 102], placed at 91 ms;
+    # tick 2 in (80 + 98, 120 + 102] and (160, 200] -> (178, 200], placed at 189 ms
     t = np.array([0, 40, 80, 120, 160, 200]) * MS
     j = np.array([0.0, 0.0, 0.0, 70.0, 70.0, 140.0])
     times, values = tick_points(t, j, 0.1)
-    assert times.tolist() == [0.0, 100 * MS, 180 * MS]
+    assert times.tolist() == pytest.approx([0.0, 91 * MS, 189 * MS])
     assert values.tolist() == [0.0, 70.0, 140.0]
     curve = EnergyCurve.from_polls({"gpu:0": (t, j)}, {"gpu:0": 0.1})
-    assert curve.energy_at(140 * MS)["gpu:0"] == pytest.approx(70 + 70 * 40 / 80)
-    assert bracket_widths_s(t, j, 0.1).tolist() == pytest.approx([0.04, 0.04])
+    assert curve.energy_at(140 * MS)["gpu:0"] == pytest.approx(70 + 70 * 49 / 98)
+    assert bracket_widths_s(t, j, 0.1).tolist() == pytest.approx([0.022, 0.022])
     # without tick awareness the curve would go through the raw polls: 35 J at 100 ms, not 70 J
     assert np.interp(100 * MS, t, j) == pytest.approx(35.0)
+
+
+def test_a_wide_bracket_between_tight_ones_is_narrowed_by_its_neighbours():
+    """The tick lock's failure case: the read meant to precede the tick at 200 ms came late
+    (205 ms), so tick 2's own bracket is (105, 205] and its midpoint 55 ms early. Its
+    neighbours, bracketed to 5 ms, put it within (296 - 102, 301 - 98] = (194, 203]."""
+    t = np.array([0, 96, 101, 205, 296, 301]) * MS
+    j = np.array([0.0, 0.0, 70.0, 140.0, 140.0, 210.0])
+    times, _ = tick_points(t, j, 0.1)
+    assert times.tolist() == pytest.approx([0.0, 98.5 * MS, 198.5 * MS, 298.5 * MS])
+    assert bracket_widths_s(t, j, 0.1).tolist() == pytest.approx([0.005, 0.009, 0.005])
+    # a counter that is not regular (a tick 54 ms after the last): nothing is narrowed away
+    # from its own bracket, whatever the period says
+    t2 = np.array([0, 96, 101, 150, 155]) * MS
+    j2 = np.array([0.0, 0.0, 70.0, 70.0, 140.0])
+    assert tick_points(t2, j2, 0.1)[0].tolist() == pytest.approx([0.0, 98.5 * MS, 152.5 * MS])
 
 
 def test_a_counter_faster_than_the_polls_sits_just_before_each_poll():
@@ -266,7 +284,11 @@ def test_the_tick_lock_relocks_after_a_late_read_and_a_phase_jump():
     t, v = _drive(lock, 0.1, 0.05, 10.0, late_s=lambda i: late.get(i, 0.0))
     assert lock.relocks == 1 and lock.locked
     widths = bracket_widths_s(t * 1e9, v.astype(float), 0.1)
-    assert np.sum(widths > 0.012) == 1  # that one tick, and it locked again at once
+    # that tick's own poll bracket is wide (the read came after it); its neighbours, locked
+    # again at once, narrow it back under the lock's width
+    changed = np.flatnonzero(np.diff(v)) + 1
+    raw = t[changed] - np.maximum(t[changed - 1], t[changed] - 0.1)
+    assert np.sum(raw > 0.012) == 1 and widths.max() <= 0.012
     # a counter whose phase moves by 40 ms (a driver that restarted its sampling loop)
     lock2 = TickLock(0.1)
     t1, _ = _drive(lock2, 0.1, 0.05, 5.0)

@@ -309,3 +309,42 @@ def test_auto_picks_measured_sources_and_falls_back_to_the_estimate(tmp_path, mo
     assert [s.name for s in factory.build_sources(cfg)] == ["nvml", "rapl"]
     cfg.source = "simulated+rapl"
     assert [s.name for s in factory.build_sources(cfg)] == ["simulated", "rapl"]
+
+
+def test_the_sampler_records_its_reads_and_its_own_cpu_time(tmp_path, monkeypatch):
+    """A real sampler thread timed to a ticking counter (the fake at the pynvml seam): the
+    result's quality holds the hardware reads, reads a second over the span it ran, and the
+    thread's own CPU time as a fraction of one core, all consistent with each other."""
+    import time
+
+    from tests.fakes import Staircase
+
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    gpu = FakeGpuState("GPU-aaaa", Staircase(500.0, 0.05))
+    source = nvml.NvmlSource(nvml=fake_pynvml([gpu]), tick_s=0.05)
+    meter = Meter([source])  # sample_hz unset: the reads are timed to the ticks
+    meter.start(tmp_path / "power.csv")
+    assert meter.timed_by_source(source)  # locked once open() knew the period
+    time.sleep(0.6)
+    meter.stop()
+    (desc, polls_per_s), *_ = meter.describe()
+    q = desc.quality
+    count, first, last = meter._polls[id(source)]
+    span_s = (last - first) / 1e9
+    assert 4 <= q["reads"] <= count  # a poll reads the GPU at most once (none if not due)
+    assert q["reads_per_s"] == pytest.approx(q["reads"] / span_s, rel=1e-2)
+    assert 0 < q["sampler_cpu_s"] <= span_s + 0.5  # one thread: at most the wall time it ran
+    assert q["sampler_cpu_core_fraction"] == pytest.approx(q["sampler_cpu_s"] / span_s, rel=1e-2)
+
+
+def test_a_sampler_over_its_cpu_budget_is_a_warning_with_its_cost():
+    from harness.results.assemble import sampler_over_budget
+
+    # 23 reads/s at 3.5 ms of CPU each (the cost the first H100 probe measured): 8.05% of a
+    # core for one GPU, over 5%; for two GPUs the budget is 10%, and 8.05% is within it
+    one_gpu = {"reads_per_s": 23.0, "sampler_cpu_core_fraction": 0.0805}
+    said = sampler_over_budget(one_gpu, devices=1)
+    assert said.startswith("its sampler thread used 8.1% of one core, 3.50 ms of CPU a read")
+    assert "over the budget of 5% per device (5% for 1)" in said
+    assert sampler_over_budget(one_gpu, devices=2) is None
+    assert sampler_over_budget({"reads": 10}, devices=1) is None  # the cost was not measured

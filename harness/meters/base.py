@@ -44,6 +44,11 @@ class DomainFault:
 ROLES = ("device", "total")
 
 
+# What a sampler thread may cost the host: 5% of one core per device it reads, at the default
+# settings (README, Metering: "Sampling"). Over it, the result warns with the measured cost.
+SAMPLER_CPU_BUDGET = 0.05
+
+
 @dataclass
 class SourceDescription:
     name: str

@@ -35,6 +35,48 @@ import numpy as np
 MIN_TICKS_FOR_DETECTION = 3
 
 
+# How much one tick-to-tick interval of a counter may differ from its period, as a fraction.
+# A counter is updated by the driver's or firmware's fixed-rate loop (NVML: every ~100 ms, an
+# interval that differs by board, 93-100 ms, but stays put on one board), so the interval
+# between neighbouring ticks is the period to within this. Used only to narrow a tick's
+# bracket by its neighbours'; the bracket itself is never left.
+TICK_INTERVAL_TOLERANCE = 0.02
+
+
+def _brackets(
+    t: np.ndarray, j: np.ndarray, tick_s: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each new value's index and the bracket (lower, upper] in ns its tick lies in, narrowed
+    by its neighbours.
+
+    The poll bracket: between the last poll that saw the old value and the first that saw the
+    new, and at most one period before that (the counter shows its latest tick). Then, as
+    ticks come one period apart, a tick n periods after a neighbour lies within n periods (give
+    or take TICK_INTERVAL_TOLERANCE each) of that neighbour's bracket: a wide bracket next to a
+    tight one (a read the host delayed past the tick it was to precede) is narrowed to the
+    tight one's shadow. Only the original brackets of the two neighbours are used, and a
+    narrowing that would empty a bracket (an irregular counter) is not applied."""
+    period = tick_s * 1e9
+    changed = np.flatnonzero(j[1:] != j[:-1]) + 1
+    upper = t[changed]
+    lower = np.maximum(t[changed - 1], upper - period)
+    lo, hi = lower.copy(), upper.copy()
+    if changed.size >= 2:
+        mid = 0.5 * (lower + upper)
+        n = np.maximum(np.round((mid[1:] - mid[:-1]) / period), 1.0)  # periods between them
+        slack = n * period * TICK_INTERVAL_TOLERANCE
+        # from the previous tick (for ticks 1..) and from the next one (for ticks ..-2)
+        for k, (new_lo, new_hi) in (
+            (slice(1, None), (lower[:-1] + n * period - slack, upper[:-1] + n * period + slack)),
+            (slice(None, -1), (lower[1:] - n * period - slack, upper[1:] - n * period + slack)),
+        ):
+            cand_lo, cand_hi = np.maximum(lo[k], new_lo), np.minimum(hi[k], new_hi)
+            ok = cand_lo <= cand_hi
+            lo[k] = np.where(ok, cand_lo, lo[k])
+            hi[k] = np.where(ok, cand_hi, hi[k])
+    return changed, lo, hi
+
+
 def tick_points(
     t_ns: np.ndarray, joules: np.ndarray, tick_s: float | None
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -42,17 +84,16 @@ def tick_points(
 
     `tick_s` None: the domain is continuous (an integral of power, an exact model), and every
     poll is a point. Otherwise repeated values are dropped and each new value is placed at the
-    midpoint of its tick bracket. The first poll stays a point (its tick is before it, unknown);
-    after the last tick the curve is flat, so an edge needs a later tick to be bracketed, which
-    is why the meter waits for one after the last edge (Meter.settle).
+    midpoint of its tick bracket (_brackets). The first poll stays a point (its tick is before
+    it, unknown); after the last tick the curve is flat, so an edge needs a later tick to be
+    bracketed, which is why the meter waits for one after the last edge (Meter.settle).
     """
     t = np.asarray(t_ns, dtype=np.float64)
     j = np.asarray(joules, dtype=np.float64)
     if tick_s is None or t.size < 2:
         return t, j
-    changed = np.flatnonzero(j[1:] != j[:-1]) + 1
-    lower = np.maximum(t[changed - 1], t[changed] - tick_s * 1e9)
-    tau = 0.5 * (lower + t[changed])
+    changed, lower, upper = _brackets(t, j, tick_s)
+    tau = 0.5 * (lower + upper)
     return np.concatenate([t[:1], tau]), np.concatenate([j[:1], j[changed]])
 
 
@@ -62,9 +103,8 @@ def bracket_widths_s(t_ns: np.ndarray, joules: np.ndarray, tick_s: float | None)
     j = np.asarray(joules, dtype=np.float64)
     if tick_s is None or t.size < 2:
         return np.zeros(0)
-    changed = np.flatnonzero(j[1:] != j[:-1]) + 1
-    lower = np.maximum(t[changed - 1], t[changed] - tick_s * 1e9)
-    return (t[changed] - lower) / 1e9
+    _, lower, upper = _brackets(t, j, tick_s)
+    return (upper - lower) / 1e9
 
 
 class EnergyCurve:

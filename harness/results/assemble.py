@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.carbon import compute_carbon
+from harness.meters.base import SAMPLER_CPU_BUDGET
 from harness.meters.view import ClockMap, MeterView, Owner
 from harness.metrics import compute_metrics
 from harness.results.schema import (
@@ -112,14 +113,34 @@ def _disclosed(system: SystemInfo, meter: MeterView) -> SystemInfo:
 
 
 def _quality_warnings(meter: MeterView) -> list[str]:
-    """One line per source that skipped or retried readings (the counts are in the result)."""
+    """One line per source that skipped or retried readings (the counts are in the result),
+    and one per sampler that cost more CPU than its budget."""
     out = []
     for d, _ in meter.describe():
         counts = {k: n for k, n in d.quality.items() if n and k not in SAMPLER_STATS}
         if counts:
             said = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in sorted(counts.items()))
             out.append(f"{d.name} ({', '.join(d.domains)}): {said} (meters[].quality).")
+        over = sampler_over_budget(d.quality, len(d.domains))
+        if over:
+            out.append(f"{d.name} ({', '.join(d.domains)}): {over}")
     return out
+
+
+def sampler_over_budget(quality: dict[str, float], devices: int) -> str | None:
+    """A sentence when a sampler thread used more of a core than SAMPLER_CPU_BUDGET per device
+    it read (its CPU time over the span it ran), else None."""
+    used = quality.get("sampler_cpu_core_fraction")
+    budget = SAMPLER_CPU_BUDGET * max(devices, 1)
+    if used is None or used <= budget:
+        return None
+    reads = quality.get("reads_per_s")
+    per_read = f", {1e3 * used / reads:.2f} ms of CPU a read at {reads:g} reads/s" if reads else ""
+    return (
+        f"its sampler thread used {used:.1%} of one core{per_read}, over the budget of "
+        f"{SAMPLER_CPU_BUDGET:.0%} per device ({budget:.0%} for {devices}): the host pays for "
+        "the metering; leave meter.sample_hz unset (reads timed to the counter's ticks)."
+    )
 
 
 def slowest_tick_s(ticks: dict[str, float], domains: list[str]) -> float | None:
