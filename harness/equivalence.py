@@ -46,8 +46,13 @@ def trajectory(workload, steps: int) -> Losses:
 def benchmark_sha256(bench) -> str:
     """What the verdict is about: the benchmark's definition, hashed, all but the quality
     target (which changes when a run stops, not what it computes)."""
-    tree = OmegaConf.to_container(OmegaConf.structured(bench))
-    tree.pop("target")
+    return benchmark_tree_sha256(OmegaConf.to_container(OmegaConf.structured(bench)))
+
+
+def benchmark_tree_sha256(tree: dict) -> str:
+    """benchmark_sha256 of a benchmark config as a plain tree (a result.json's
+    config.benchmark): how the validator ties a recorded verdict to the run's own benchmark."""
+    tree = {k: v for k, v in tree.items() if k != "target"}
     return sha256_text(OmegaConf.to_yaml(OmegaConf.create(tree), sort_keys=True))
 
 

@@ -35,7 +35,7 @@ REPORT_FILES = (  # what write_report writes, in order
 def _system_power(run: dict) -> tuple[np.ndarray, np.ndarray] | None:
     """(seconds since run_start, summed watts of the total domains) from the run's trace."""
     path = Path(run["_path"]) / "power.csv"
-    try:
+    try:  # the safe, bounded reader: a link, FIFO or oversized trace is not drawn
         trace = TraceCurve.read(path)
     except (TraceError, OSError):
         return None

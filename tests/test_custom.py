@@ -6,6 +6,7 @@ learning rate, and the validator holds closed-division custom runs to its verdic
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -215,6 +216,24 @@ def test_closed_custom_runs_need_a_passing_verdict(verdicts, tmp_path):
     assert "EQUIV-001" in found["without"] and "EQUIV-001" not in found["with"]
     # the simulated meter is not closed-division energy either way
     assert "DIV-001" in found["with"]
+    # a verdict edited in the result: about another definition of the benchmark, or passing
+    # though its own recorded losses fail the ruleset; the validator judges, not the file
+    edits = {
+        "other definition": lambda v: v.update(benchmark_sha256="0" * 64),
+        "own losses fail": lambda v: v["candidate"].update(
+            final_eval_loss=v["reference"]["final_eval_loss"] * 1.05
+        ),
+    }
+    for said, edit in edits.items():
+        sub = tmp_path / f"sub-{said.replace(' ', '-')}"
+        shutil.copytree(tmp_path / "sub-with", sub)
+        (run_json,) = sub.glob("results/*/*/*/run_1/result.json")
+        result = json.loads(run_json.read_text())
+        edit(result["workload"]["extra"]["equivalence"])
+        run_json.write_text(json.dumps(result))
+        report = validate_submission(sub)
+        messages = [f.message for f in report.findings if f.rule == "EQUIV-001"]
+        assert len(messages) == 1 and said in messages[0], messages
     # a verdict about another benchmark does not transfer
     other = [*common, equivalence, "benchmark=lm-dense-facts-tiny", f"run_dir={tmp_path / 'x'}"]
     assert main(other) == 2

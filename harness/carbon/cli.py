@@ -81,10 +81,12 @@ def cmd_estimate(args: argparse.Namespace) -> int:
 
 
 def _load_result(run_dir: Path) -> dict:
+    from harness.results import safe_files
+
     path = run_dir / "result.json" if run_dir.is_dir() else run_dir
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+    try:  # the safe reader: a regular file, no link, size-limited, finite numbers
+        data = safe_files.read_json(path, 64 << 20)
+    except (OSError, ValueError) as exc:
         raise SubmissionError(
             f"cannot read {path}: {exc}.", "point recost at a run directory with a result.json."
         ) from exc

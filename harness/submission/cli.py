@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
+import functools
 import io
 import json
 import sys
@@ -86,6 +87,35 @@ def _score_rows(paths: list[str]) -> tuple[list[dict], list[str]]:
 NESTED_SCORE_FIELDS = ("energy_to_target_spread_j", "spread", "kept_seeds")
 
 
+def _results_of_the_wrong_shape(command):
+    """score, compare and report read result.json files that anyone may have written: one whose
+    fields have the wrong types or shape (a string where a number goes, a list for a record)
+    ends the command in one line and exit 2, never a traceback. `joulebench validate` names the
+    file and the field."""
+
+    @functools.wraps(command)
+    def guarded(args: argparse.Namespace) -> int:
+        try:
+            return command(args)
+        except (
+            TypeError,
+            KeyError,
+            AttributeError,
+            IndexError,
+            ValueError,
+            ArithmeticError,
+        ) as exc:
+            raise SubmissionError(
+                f"a result.json under the given folders is not shaped as joulebench writes it "
+                f"({type(exc).__name__}: {str(exc)[:120]}).",
+                "give unedited run directories or a submission; `joulebench validate` names "
+                "the file and the field.",
+            ) from exc
+
+    return guarded
+
+
+@_results_of_the_wrong_shape
 def cmd_score(args: argparse.Namespace) -> int:
     rows, notes = _score_rows(args.paths)
     for note in notes:  # on stderr, so --json and --csv stay machine-readable
@@ -150,6 +180,7 @@ def _tolerance(text: str) -> float:
 EXIT_INCONCLUSIVE = 4  # compare: the noise is larger than the tolerance
 
 
+@_results_of_the_wrong_shape
 def cmd_compare(args: argparse.Namespace) -> int:
     from harness.submission.score import compare, load_results
 
@@ -188,6 +219,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+@_results_of_the_wrong_shape
 def cmd_report(args: argparse.Namespace) -> int:
     from harness.report import write_report
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+
+from harness.results import safe_files
 
 RUN_FILES = ("result.json", "power.csv", "mllog.txt", "config.yaml")
 ACCEPTED_STATUS = ("success", "target_not_reached")
@@ -56,21 +57,17 @@ class Report:
         }
 
 
-def _reject_constant(name: str):
-    raise ValueError(f"non-finite number {name} (JSON has no NaN or Infinity)")
-
-
-def read_json(path: Path, limit: int) -> Any:
-    """Parse JSON that may be hostile: size-limited, no NaN/Infinity, bounded nesting."""
-    if path.stat().st_size > limit:
-        raise ValueError(f"{path.stat().st_size} bytes, over the {limit}-byte limit")
-    try:
-        return json.loads(path.read_bytes().decode("utf-8"), parse_constant=_reject_constant)
-    except RecursionError as exc:
-        raise ValueError("nested too deeply") from exc
-    except UnicodeDecodeError as exc:
-        raise ValueError(f"not UTF-8 ({exc.reason})") from exc
+def read_json(path: Path, limit: int, root: Path | None = None) -> Any:
+    """Parse JSON that may be hostile, through the safe reader (harness/results/safe_files.py):
+    no links, regular files only, size-limited, no NaN/Infinity, bounded nesting."""
+    return safe_files.read_json(path, limit, root)
 
 
 def close_enough(a: float, b: float, rel: float, abs_tol: float = 1e-9) -> bool:
+    """a and b agree within `rel` (or `abs_tol`); never for NaN or an infinity, which a
+    plain `abs(a - b) > tol` would let through."""
+    if not (isinstance(a, (int, float)) and isinstance(b, (int, float))):
+        return False
+    if not (math.isfinite(a) and math.isfinite(b)):
+        return False
     return math.isclose(a, b, rel_tol=rel, abs_tol=abs_tol)

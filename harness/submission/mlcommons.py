@@ -20,6 +20,7 @@ run_start..run_stop, whatever the interval.
 from __future__ import annotations
 
 import json
+import math
 import re
 from datetime import datetime
 from pathlib import Path
@@ -27,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from harness.errors import SubmissionError
+from harness.results import safe_files
 from harness.results.mllog import (
     INTERVAL_END,
     INTERVAL_START,
@@ -113,12 +115,21 @@ def _anchor_ms(timing: dict) -> float:
     return datetime.fromisoformat(timing["anchor_utc"].replace("Z", "+00:00")).timestamp() * 1e3
 
 
-def node_logs(result: dict, trace: TraceCurve, host: str) -> list[str]:
-    """One MLPerf power log per node of the run (see the module docstring)."""
+def node_logs(result: dict, trace: TraceCurve, host: str, max_hours: float = math.inf) -> list[str]:
+    """One MLPerf power log per node of the run (see the module docstring); a timed window
+    longer than `max_hours` (the ruleset's max_run_hours) is refused before its grid of
+    readings is built."""
     timing = result["timing"]
     anchor_ms, anchor_ns = _anchor_ms(timing), timing["anchor_monotonic_ns"]
-    start_ms = utc_ms(anchor_ms, anchor_ns, timing["run_start_ns"])
-    stop_ms = max(start_ms + 1, utc_ms(anchor_ms, anchor_ns, timing["run_stop_ns"]))
+    start_ns, stop_ns = timing["run_start_ns"], timing["run_stop_ns"]
+    if stop_ns is None or not 0 <= (stop_ns - start_ns) / 3.6e12 <= max_hours:
+        raise SubmissionError(
+            f"run {result.get('run_id')!r}: its timed window (run_start_ns..run_stop_ns) is "
+            f"not 0..{max_hours:g} hours.",
+            "package finished, unedited runs.",
+        )
+    start_ms = utc_ms(anchor_ms, anchor_ns, start_ns)
+    stop_ms = max(start_ms + 1, utc_ms(anchor_ms, anchor_ns, stop_ns))
     grid_ms = np.append(np.arange(start_ms, stop_ms, READING_PERIOD_MS), stop_ms)
     grid_ns = np.rint(anchor_ns + (grid_ms - anchor_ms) * 1e6).astype(np.int64)
     # the trace covers run_start..run_stop; a millisecond's rounding must not step outside it
@@ -207,7 +218,7 @@ def write_view(
     described = {system_id}
     for benchmark, framework, k, run_dir in runs:
         name = view_system(system_id, framework, frameworks)
-        result = json.loads((run_dir / "result.json").read_text())
+        result = safe_files.read_json(run_dir / "result.json", rules.max_json_bytes)
         if name not in described:  # one software stack per MLCommons system
             version = result["system"]["frameworks"].get(framework, "")
             stack = f"{framework} {version}".strip()
@@ -216,25 +227,34 @@ def write_view(
             described.add(name)
         folder = out / "results" / name / benchmark
         folder.mkdir(parents=True, exist_ok=True)
-        text = (run_dir / "mllog.txt").read_text(encoding="utf-8")
+        try:
+            text = safe_files.read_text(run_dir / "mllog.txt", rules.max_mllog_bytes)
+        except ValueError as exc:
+            raise SubmissionError(f"{run_dir}/mllog.txt: {exc}.", "package unedited runs.") from exc
         atomic_write_text(folder / f"result_{k - 1}.txt", result_log(text, org, division, name))
         ticks = {d: p for m in result["meters"] for d, p in (m.get("counter_tick_s") or {}).items()}
         try:
-            trace = TraceCurve.read(run_dir / "power.csv", ticks)
+            trace = TraceCurve.read(
+                run_dir / "power.csv", ticks, None, rules.max_trace_bytes, rules.max_trace_rows
+            )
         except (TraceError, OSError) as exc:
             raise SubmissionError(
                 f"cannot read {run_dir / 'power.csv'}: {exc}.", "package unedited run directories."
             ) from exc
         power = folder / "power" / f"result_{k - 1}"
         power.mkdir(parents=True, exist_ok=True)
-        for node, log in enumerate(node_logs(result, trace, host=name)):
+        for node, log in enumerate(node_logs(result, trace, name, rules.max_run_hours)):
             atomic_write_text(power / f"node_{node}.txt", log)
 
 
-def _small_text(path: Path, limit: int) -> str | None:
-    if path.is_symlink() or not path.is_file() or path.stat().st_size > limit:
+def _small_text(path: Path, limit: int, root: Path) -> str | None:
+    """A text file of the view, through the safe reader (no link anywhere below `root`, a
+    regular file under `limit`); None when it is absent or refused (the tree walk reports
+    links and special files as SUB-005)."""
+    try:
+        return safe_files.read_text(path, limit, root)
+    except ValueError:
         return None
-    return path.read_text(encoding="latin-1")
 
 
 def check_view(root: Path, runs: list, systems: dict[str, dict], rules: Ruleset, add) -> None:
@@ -285,11 +305,11 @@ def check_view(root: Path, runs: list, systems: dict[str, dict], rules: Ruleset,
 
 def _check_result_file(root: Path, run, folder: Path, n: int, rules: Ruleset, add) -> None:
     rel = str((folder / f"result_{n}.txt").relative_to(root))
-    text = _small_text(folder / f"result_{n}.txt", rules.max_mllog_bytes)
+    text = _small_text(folder / f"result_{n}.txt", rules.max_mllog_bytes, root)
     if text is None:
         add("MLC-001", rel, f"missing: the MLCommons copy of {run.rel}; re-package.")
         return
-    own = _small_text(root / run.rel / "mllog.txt", rules.max_mllog_bytes)
+    own = _small_text(root / run.rel / "mllog.txt", rules.max_mllog_bytes, root)
     times, own_times = run_times_ms(text), run_times_ms(own or "")
     if times is None or times != own_times:
         add("MLC-001", rel, f"its run_start/run_stop differ from {run.rel}/mllog.txt's.")
@@ -305,7 +325,7 @@ def _check_result_file(root: Path, run, folder: Path, n: int, rules: Ruleset, ad
         )
         return
     try:
-        texts = [_small_text(p, rules.max_mllog_bytes) for p in nodes]
+        texts = [_small_text(p, rules.max_mllog_bytes, root) for p in nodes]
         energy = sum(node_log_energy_j(t or "", times[1] - times[0]) for t in texts)
     except (ValueError, KeyError, TypeError) as exc:
         add("MLC-001", f"{folder.relative_to(root)}/power/result_{n}", f"unreadable: {exc}.")
@@ -313,7 +333,11 @@ def _check_result_file(root: Path, run, folder: Path, n: int, rules: Ruleset, ad
     truth = run.energy_j if run.energy_j is not None else run.result["metrics"]["energy_total_j"]
     # the view's edges are whole milliseconds: allow that much power at each edge
     slack_j = 2e-3 * energy / max(1e-3, (times[1] - times[0]) / 1e3)
-    if truth is not None and abs(energy - truth) > rules.energy_tolerance * abs(truth) + slack_j:
+    # written so that a NaN reading disagrees: `abs(nan - x) > tol` would be False
+    if (
+        truth is not None
+        and not abs(energy - truth) <= rules.energy_tolerance * abs(truth) + slack_j
+    ):
         add(
             "MLC-001",
             f"{folder.relative_to(root)}/power/result_{n}",

@@ -7,15 +7,15 @@
 
 from __future__ import annotations
 
-import json
 import re
-import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 
 from harness import __version__
 from harness.errors import SubmissionError
-from harness.results.writer import atomic_write_json
+from harness.results import safe_files
+from harness.results.schema import check_result
+from harness.results.writer import atomic_write_bytes, atomic_write_json
 from harness.submission.validate import RUN_FILES, read_json
 
 SYSTEM_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
@@ -125,7 +125,7 @@ def package(
             "name the file with letters, digits, '.', '_' or '-'.",
         )
     try:
-        system = read_json(system_json, 1 << 20)
+        system = read_json(system_json, 1 << 20)  # the safe reader: no link, a regular file
     except (OSError, ValueError) as exc:
         raise SubmissionError(
             f"cannot read {system_json}: {exc}.", "write one with `joulebench system`."
@@ -134,33 +134,23 @@ def package(
         raise SubmissionError(
             f"{system_json} is not a JSON object.", "write one with `joulebench system`."
         )
-    runs = []
-    for run_dir in run_dirs:
-        missing = [f for f in RUN_FILES if not (run_dir / f).is_file()]
-        if missing:
-            raise SubmissionError(
-                f"{run_dir} lacks {', '.join(missing)}.", "package finished run directories."
-            )
-        result = json.loads((run_dir / "result.json").read_text())
-        runs.append(
-            (result["benchmark"], result["workload"]["framework"], result.get("seed", 0), run_dir)
-        )
     from harness.submission.mlcommons import system_description, write_view
     from harness.submission.ruleset import load_ruleset
 
     rules = load_ruleset(ruleset)
+    runs = [_read_run(Path(run_dir), rules) for run_dir in run_dirs]
     system_description(system, org, division, rules)  # refuse before writing anything
     out.mkdir(parents=True, exist_ok=True)
     counters: dict[tuple[str, str], int] = {}
     numbered = []
-    for benchmark, framework, _seed, run_dir in sorted(
+    for benchmark, framework, _seed, _run_dir, files in sorted(
         runs, key=lambda r: (r[0], r[1], r[2], str(r[3]))
     ):
         k = counters[(benchmark, framework)] = counters.get((benchmark, framework), 0) + 1
-        target = out / "results" / system_id / benchmark / framework / f"run_{k}"
+        target = inside(out, "results", system_id, benchmark, framework, f"run_{k}")
         target.mkdir(parents=True)
-        for name in RUN_FILES:
-            shutil.copy2(run_dir / name, target / name)
+        for name, data in files.items():  # the bytes read once, through the safe reader
+            atomic_write_bytes(target / name, data)
         numbered.append((benchmark, framework, k, target))
     # the MLCommons view beside joulebench's, and the system file in MLCommons' schema
     write_view(out, numbered, system_id, system, org, division, rules)
@@ -179,3 +169,49 @@ def package(
         },
     )
     return out
+
+
+def inside(out: Path, *components: str) -> Path:
+    """out/<components>, each component a safe name (safe_files.safe_component): nothing a
+    run's files say can make a path leave `out`."""
+    try:
+        parts = [safe_files.safe_component(c, "a path component") for c in components]
+    except safe_files.UnsafeFile as exc:
+        raise SubmissionError(f"{exc}.", "package unedited run directories.") from exc
+    return out.joinpath(*parts)
+
+
+def _read_run(run_dir: Path, rules) -> tuple[str, str, int, Path, dict[str, bytes]]:
+    """One run directory's files, read through the safe reader (no links, regular files under
+    the ruleset's limits), its result.json checked against the schema, and the names that
+    become paths in the package checked; one clear line for anything else."""
+    limits = {"power.csv": rules.max_trace_bytes, "mllog.txt": rules.max_mllog_bytes}
+    files = {}
+    for name in RUN_FILES:
+        try:
+            files[name] = safe_files.read_bytes(
+                run_dir / name, limits.get(name, rules.max_json_bytes), run_dir
+            )
+        except (OSError, ValueError) as exc:
+            raise SubmissionError(
+                f"{run_dir}/{name} is not packaged: {exc}.", "package finished run directories."
+            ) from exc
+    try:
+        result = safe_files.parse_json(files["result.json"].decode("utf-8"), "result.json")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise SubmissionError(
+            f"{run_dir}/result.json: {exc}.", "package finished run directories."
+        ) from exc
+    problems = check_result(result) if isinstance(result, dict) else ["not a JSON object"]
+    if problems:
+        raise SubmissionError(
+            f"{run_dir}/result.json does not match schema 1: {'; '.join(problems[:3])}.",
+            "package unedited run directories.",
+        )
+    try:
+        benchmark = safe_files.safe_component(result["benchmark"], "benchmark")
+        framework = safe_files.safe_component(result["workload"]["framework"], "framework")
+    except safe_files.UnsafeFile as exc:
+        raise SubmissionError(f"{run_dir}/result.json: {exc}.", "package unedited runs.") from exc
+    seed = result.get("seed", 0)
+    return benchmark, framework, seed if isinstance(seed, int) else 0, run_dir, files

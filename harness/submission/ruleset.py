@@ -33,6 +33,10 @@ class Ruleset:
     max_json_bytes: int
     max_trace_bytes: int
     max_mllog_bytes: int
+    max_trace_rows: int
+    max_run_hours: float
+    mllog_time_tolerance_s: float
+    meter_sources: dict[str, dict]
     system_required_fields: list[str]
     equivalence_steps: int
     equivalence_initial_tolerance: float
@@ -40,6 +44,7 @@ class Ruleset:
     mlcommons_ruleset: str
     mlcommons_availability: list[str]
     mlcommons_system_fields: list[str]
+    rule_ids: dict[str, str]  # every finding's id and what it means
 
 
 def available_rulesets() -> list[str]:
@@ -72,6 +77,10 @@ def load_ruleset(ruleset_id: str) -> Ruleset:
         max_json_bytes=int(raw["limits"]["max_json_bytes"]),
         max_trace_bytes=int(raw["limits"]["max_trace_bytes"]),
         max_mllog_bytes=int(raw["limits"]["max_mllog_bytes"]),
+        max_trace_rows=int(raw["limits"]["max_trace_rows"]),
+        max_run_hours=float(raw["limits"]["max_run_hours"]),
+        mllog_time_tolerance_s=float(raw["mllog_time_tolerance_s"]),
+        meter_sources={k: dict(v) for k, v in raw["meter_sources"].items()},
         system_required_fields=list(raw["system_required_fields"]),
         equivalence_steps=int(raw["equivalence"]["steps"]),
         equivalence_initial_tolerance=float(raw["equivalence"]["initial_loss_tolerance"]),
@@ -79,4 +88,5 @@ def load_ruleset(ruleset_id: str) -> Ruleset:
         mlcommons_ruleset=str(raw["mlcommons"]["ruleset"]),
         mlcommons_availability=list(raw["mlcommons"]["availability"]),
         mlcommons_system_fields=list(raw["mlcommons"]["system_fields"]),
+        rule_ids={str(k): str(v) for k, v in raw["rule_ids"].items()},
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -11,10 +12,10 @@ import yaml
 
 from harness.meters.counter import power_integral_j
 from harness.metrics import EdgeEnergy
+from harness.results import safe_files
 from harness.results.mllog import parse_mllog
 from harness.results.schema import check_result
 from harness.results.trace import TraceCurve, TraceError
-from harness.results.writer import sha256_file
 from harness.submission.findings import ACCEPTED_STATUS, RUN_FILES, Run, close_enough, read_json
 from harness.submission.ruleset import Ruleset
 
@@ -51,7 +52,7 @@ class RunChecks:
         if not path.is_file():
             return
         try:
-            result = read_json(path, rules.max_json_bytes)
+            result = read_json(path, rules.max_json_bytes, self.root)
         except (OSError, ValueError) as exc:
             self.add("RES-001", f"{run.rel}/result.json", f"unreadable: {exc}.")
             return
@@ -135,10 +136,24 @@ class RunChecks:
                     "must open and close the timed window at the same barriers.",
                 )
 
+    def _limit(self, name: str) -> int:
+        rules = self.rules
+        return {"power.csv": rules.max_trace_bytes, "mllog.txt": rules.max_mllog_bytes}.get(
+            name, rules.max_json_bytes
+        )
+
+    def _sha256(self, run: Run, name: str) -> str | None:
+        """The file's sha256 through the safe reader; None (and a finding) if it is refused."""
+        try:
+            return safe_files.sha256(self.root / run.rel / name, self._limit(name), self.root)
+        except (OSError, ValueError) as exc:
+            self.add("SUB-005", f"{run.rel}/{name}", f"not read: {exc}.")
+            return None
+
     def _check_hashes(self, run: Run, folder: Path, result: dict) -> None:
         config = folder / "config.yaml"
-        if config.is_file():
-            if sha256_file(config) != result["config_sha256"]:
+        if config.is_file() and (digest := self._sha256(run, "config.yaml")) is not None:
+            if digest != result["config_sha256"]:
                 self.add(
                     "HASH-001",
                     f"{run.rel}/config.yaml",
@@ -147,9 +162,10 @@ class RunChecks:
                 )
             else:
                 try:
-                    on_disk = yaml.safe_load(config.read_text())
-                except yaml.YAMLError as exc:
-                    on_disk = f"unparseable ({exc})"
+                    text = safe_files.read_text(config, self.rules.max_json_bytes, self.root)
+                    on_disk = yaml.safe_load(text)
+                except (ValueError, yaml.YAMLError, RecursionError) as exc:
+                    on_disk = f"unparseable ({type(exc).__name__})"
                 if not same_json(on_disk, result["config"]):
                     self.add(
                         "CFG-001", f"{run.rel}/result.json", "its config differs from config.yaml."
@@ -161,7 +177,7 @@ class RunChecks:
                 self.add(
                     "HASH-002", f"{run.rel}/result.json", f"lists an unexpected file {name!r}."
                 )
-            elif (folder / name).is_file() and sha256_file(folder / name) != digest:
+            elif (folder / name).is_file() and self._sha256(run, name) not in (digest, None):
                 self.add(
                     "HASH-002",
                     f"{run.rel}/{name}",
@@ -188,9 +204,24 @@ class RunChecks:
             if isinstance(p, (int, float)) and p > 0
         }
         try:
-            trace = TraceCurve.read(path, ticks)
+            trace = TraceCurve.read(
+                path, ticks, self.root, self.rules.max_trace_bytes, self.rules.max_trace_rows
+            )
         except (TraceError, OSError) as exc:
             self.add("TRACE-001", rel, f"unreadable: {exc}.")
+            return None
+        negative = [
+            d
+            for d, tr in trace.domains.items()
+            if (tr.watts < 0).any() or (tr.counter and (tr.joules < 0).any())
+        ]
+        if negative:
+            self.add(
+                "TRACE-008",
+                rel,
+                f"{', '.join(sorted(negative))}: negative watts or joules; power and a "
+                "cumulative energy counter are never below zero.",
+            )
             return None
         timing = result["timing"]
         start, stop = timing["run_start_ns"], timing["run_stop_ns"]
@@ -432,10 +463,14 @@ class RunChecks:
         log = folder / "mllog.txt"
         if not log.is_file():
             return
-        if log.stat().st_size > self.rules.max_mllog_bytes:
-            self.add("SUB-006", f"{run.rel}/mllog.txt", "is over the ruleset's size limit.")
+        try:
+            text = safe_files.read_text(log, self.rules.max_mllog_bytes, self.root)
+        except ValueError as exc:
+            rule = "SUB-006" if "limit" in str(exc) else "MLLOG-001"
+            self.add(rule, f"{run.rel}/mllog.txt", f"not read: {exc}.")
             return
-        records = parse_mllog(log.read_text(errors="replace"))
+        records = parse_mllog(text)
+        self._check_log_times(run, result, records)
         keys = {r.get("key") for r in records}
         missing = [k for k in ("submission_benchmark", "run_start", "run_stop") if k not in keys]
         evals = [r.get("value") for r in records if r.get("key") == "eval_accuracy"]
@@ -450,5 +485,33 @@ class RunChecks:
                 f"{run.rel}/mllog.txt",
                 "its eval_accuracy records differ from result.json's evals.",
             )
+
+    def _check_log_times(self, run: Run, result: dict, records: list[dict]) -> None:
+        """MLLOG-002: the log's run_start and run_stop are the result's, on the UTC clock both
+        derive from the run's one anchor (harness/results/mllog.py: utc_ms)."""
+        timing, tol_ms = result["timing"], self.rules.mllog_time_tolerance_s * 1e3
+        try:
+            anchor_ms = (
+                datetime.fromisoformat(timing["anchor_utc"].replace("Z", "+00:00")).timestamp()
+                * 1e3
+            )
+        except (ValueError, AttributeError, OverflowError):
+            self.add("MLLOG-002", f"{run.rel}/result.json", "timing.anchor_utc is not a UTC time.")
+            return
+        for key in ("run_start", "run_stop"):
+            t_ns = timing[f"{key}_ns"]
+            logged = [r.get("time_ms") for r in records if r.get("key") == key][:1]
+            if t_ns is None or not logged:
+                continue
+            expected = anchor_ms + (t_ns - timing["anchor_monotonic_ns"]) / 1e6
+            got = logged[0]
+            if not isinstance(got, (int, float)) or not abs(got - expected) <= tol_ms:
+                self.add(
+                    "MLLOG-002",
+                    f"{run.rel}/mllog.txt",
+                    f"{key} at time_ms {got} but result.json's timeline puts it at "
+                    f"{expected:.0f} (tolerance {tol_ms:g} ms); the log and the result must "
+                    "describe the same run.",
+                )
 
     # -- across runs ----------------------------------------------------------------------

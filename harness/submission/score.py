@@ -26,15 +26,25 @@ def olympic_mean(values: list[float], trim: int) -> float | None:
     return statistics.fmean(kept)
 
 
+RESULT_LIMIT_BYTES = 64 << 20  # ruleset v1's max_json_bytes; a result.json is ~100 kB
+
+
 def load_results(paths: list[Path]) -> list[dict]:
-    """Every result.json under the given run directories, submissions or files."""
+    """Every result.json under the given run directories, submissions or files, found without
+    following links and read through the safe reader (regular files only, size-limited, finite
+    numbers): a link, FIFO, device or hostile file under the folder is skipped, never opened.
+    A result of the wrong shape that gets this far stops the tool in one line (the CLI's
+    guard, harness/submission/cli.py), never with a traceback."""
+    from harness.results import safe_files
+
     found = []
     for path in paths:
-        files = [path] if path.is_file() else sorted(path.rglob("result.json"))
-        for f in files:
+        top = Path(path)
+        for f in safe_files.find_files(top, "result.json"):
+            root = top if f != top else f.parent
             try:
-                data = json.loads(f.read_text())
-            except (OSError, json.JSONDecodeError):
+                data = safe_files.read_json(f, RESULT_LIMIT_BYTES, root)
+            except (OSError, ValueError):
                 continue
             if isinstance(data, dict) and isinstance(data.get("metrics"), dict):
                 data["_path"] = str(f.parent)

@@ -1,22 +1,11 @@
 """`joulebench validate`: check a submission's content the way a strict reviewer would.
 
 Pure: reads files, writes nothing (the CLI may write the JSON report it is asked for). Every
-finding has a rule id, a severity, the file, and a sentence the submitter can act on. Rule ids:
+finding has a rule id, a severity, the file, and a sentence the submitter can act on. The rule
+ids and what each means are in the ruleset (configs/ruleset/v1.yaml, `rule_ids`), the one
+place a reviewer looks them up; a test keeps this code and that list the same.
 
-  SUB-001 submission.json      SUB-002 division         SUB-003 ruleset       SUB-004 layout
-  SUB-005 symlink/special file SUB-006 file too large
-  SYS-001 system file          SYS-002 required field   SYS-003 system vs runs
-  RES-001 unreadable result    RES-002 schema           RES-003 run status    RES-004 path vs content
-  HASH-001 config hash         HASH-002 file hashes     CFG-001 config copy   CFG-002 same config
-  TRACE-001 unreadable trace   TRACE-002 not monotonic  TRACE-003 sample rate TRACE-004 gap
-  TRACE-005 window coverage    TRACE-006 counter down   TRACE-007 counter vs power integral
-  ENERGY-001 total energy      ENERGY-002 to target     ENERGY-003 per step
-  CO2-001 carbon arithmetic    CO2-002 intensity table  TARGET-001 target claim
-  TARGET-002 non-converged     RUNS-001 run count       DIV-001 provenance    MLLOG-001 MLPerf log
-  DIST-001 domain ownership    DIST-002 world size      DIST-003 nodes vs total (multi-process)
-  DIST-004 rank clocks
-  MLC-001 MLCommons view vs runs  MLC-002 MLCommons system schema
-  EQUIV-001 a closed-division custom workload without a passing equivalence verdict
+Every file is read through harness/results/safe_files.py (README: "Threat model").
 """
 
 from __future__ import annotations
@@ -26,6 +15,7 @@ import stat
 from pathlib import Path
 
 from harness.errors import SubmissionError
+from harness.results import safe_files
 from harness.submission.findings import RUN_FILES, Finding, Report, Run, read_json
 from harness.submission.mlcommons import RESULT_FILE, check_view
 from harness.submission.ruleset import Ruleset, load_ruleset
@@ -52,6 +42,8 @@ class Validator:
         meta = self._submission_meta()
         if meta is None:
             return self.report
+        for rel, problem in safe_files.tree_problems(self.root):
+            self.add("SUB-005", rel, f"{problem}; submissions hold regular files only, never read.")
         systems = self._systems()
         runs = self._discover_runs()
         for run in runs:
@@ -64,8 +56,25 @@ class Validator:
                     f"could not be checked ({type(exc).__name__}: {exc}); fix the files.",
                 )
                 run.result = None
-        self._check_groups(runs, systems, meta["division"])
-        check_view(self.root, runs, systems, self.rules, self.add)
+        for name, check in (
+            (
+                "the runs of each benchmark",
+                lambda: self._check_groups(runs, systems, meta["division"]),
+            ),
+            (
+                "the MLCommons view",
+                lambda: check_view(self.root, runs, systems, self.rules, self.add),
+            ),
+        ):
+            try:
+                check()
+            except Exception as exc:  # noqa: BLE001 - hostile input ends in a finding, never a traceback
+                self.add(
+                    "SUB-007",
+                    ".",
+                    f"{name} could not be checked ({type(exc).__name__}); the submission's files "
+                    "are not what joulebench writes: re-package unedited runs.",
+                )
         self.report.runs = runs
         return self.report
 
@@ -75,7 +84,7 @@ class Validator:
             self.add("SUB-001", "submission.json", "missing; `joulebench package` writes it.")
             return None
         try:
-            meta = read_json(path, 1 << 20)
+            meta = read_json(path, 1 << 20, self.root)
         except (OSError, ValueError) as exc:
             self.add("SUB-001", "submission.json", f"unreadable: {exc}.")
             return None
@@ -118,8 +127,7 @@ class Validator:
         for path in sorted(folder.iterdir()):
             rel = f"systems/{path.name}"
             if path.is_symlink() or not path.is_file():
-                self.add("SUB-005", rel, "is a symlink or not a regular file; copy the file in.")
-                continue
+                continue  # SUB-005 from the tree walk
             if path.suffix != ".json":
                 self.add(
                     "SUB-004",
@@ -128,7 +136,7 @@ class Validator:
                 )
                 continue
             try:
-                data = read_json(path, self.rules.max_json_bytes)
+                data = read_json(path, self.rules.max_json_bytes, self.root)
             except (OSError, ValueError) as exc:
                 self.add("SYS-001", rel, f"unreadable: {exc}.")
                 continue
@@ -157,17 +165,10 @@ class Validator:
         for dirpath, dirnames, filenames in os.walk(base, followlinks=False):
             here = Path(dirpath)
             rel_parts = here.relative_to(self.root).parts
-            for name in list(dirnames) + filenames:
-                full = here / name
-                mode = full.lstat().st_mode
-                if stat.S_ISLNK(mode) or not (stat.S_ISDIR(mode) or stat.S_ISREG(mode)):
-                    self.add(
-                        "SUB-005",
-                        str(full.relative_to(self.root)),
-                        "is a symlink or special file; submissions hold regular files only.",
-                    )
-                    if name in dirnames:
-                        dirnames.remove(name)
+            for name in list(dirnames):  # a linked folder: reported by the tree walk
+                if not stat.S_ISDIR((here / name).lstat().st_mode):
+                    dirnames.remove(name)
+            filenames = [f for f in filenames if stat.S_ISREG((here / f).lstat().st_mode)]
             depth = len(rel_parts)
             if depth == 3:  # results/<system>/<benchmark>: the MLCommons view's files live here
                 filenames = [f for f in filenames if not RESULT_FILE.fullmatch(f)]
@@ -209,6 +210,7 @@ class Validator:
                     f"{self.rules.runs_per_benchmark}.",
                 )
             checked = [r for r in members if r.result is not None]
+            self._check_distinct(where, checked)
             non_converged = [
                 r
                 for r in checked
@@ -222,6 +224,7 @@ class Validator:
                     f"{self.rules.max_non_converged} may.",
                 )
             for run in checked:
+                self._check_meter_claims(run)
                 bad = sorted({m["provenance"] for m in run.result["meters"]} - allowed)
                 if bad:
                     self.add(
@@ -238,6 +241,46 @@ class Validator:
                 self.add("SYS-001", where, f"no systems/{system}.json describes this system.")
             else:
                 self._check_system_matches(system, systems[system], checked)
+
+    def _check_distinct(self, where: str, runs: list[Run]) -> None:
+        """RUNS-002: the runs of one benchmark are different runs with different seeds (a
+        run copied five times is one run, and its olympic mean says nothing)."""
+        for key, what in (("run_id", "run id"), ("seed", "seed")):
+            seen: dict = {}
+            for run in runs:
+                value = run.result.get(key)
+                if value in seen:
+                    self.add(
+                        "RUNS-002",
+                        f"{run.rel}/result.json",
+                        f"has the same {what} ({value!r}) as {seen[value]}; the runs of a "
+                        "benchmark are distinct runs with distinct seeds.",
+                    )
+                else:
+                    seen[value] = run.rel
+
+    def _check_meter_claims(self, run: Run) -> None:
+        """DIV-002: each meter's provenance is what its source can give (ruleset meter_sources):
+        NVML measures, a TDP model estimates, a replay simulates, whatever a file says."""
+        for m in run.result["meters"]:
+            claim = self.rules.meter_sources.get(m["name"])
+            if claim is None:
+                problem = f"meter source {m['name']!r} is not one joulebench knows"
+            elif m["method"] not in claim["methods"]:
+                problem = (
+                    f"meter {m['name']} does not measure by {m['method']!r} "
+                    f"(it uses {', '.join(claim['methods'])})"
+                )
+            elif m["provenance"] != claim["provenance"]:
+                problem = (
+                    f"meter {m['name']} ({m['method']}) gives {claim['provenance']} energy, "
+                    f"not {m['provenance']!r}"
+                )
+            else:
+                continue
+            self.add(
+                "DIV-002", f"{run.rel}/result.json", f"{problem}; provenance follows the meter."
+            )
 
     def _check_equivalence(self, run: Run) -> None:
         """A custom implementation claims closed only with a passing `joulebench equivalence`
@@ -256,16 +299,20 @@ class Validator:
             run.benchmark
         ):
             problem = "records an equivalence verdict about another class or benchmark"
+        elif verdict.get("benchmark_sha256") != _benchmark_hash(run.result["config"]):
+            problem = "records an equivalence verdict about another definition of its benchmark"
         else:
             tol = verdict.get("tolerances") or {}
             lax = (
                 not isinstance(verdict.get("steps"), int)
                 or verdict["steps"] < rules.equivalence_steps
-                or tol.get("initial_eval_loss", 1) > rules.equivalence_initial_tolerance
-                or tol.get("final_eval_loss", 1) > rules.equivalence_final_tolerance
+                or not tol.get("initial_eval_loss", 1) <= rules.equivalence_initial_tolerance
+                or not tol.get("final_eval_loss", 1) <= rules.equivalence_final_tolerance
             )
             if lax:
                 problem = f"records an equivalence verdict laxer than ruleset {rules.id}'s"
+            elif failed := _rejudged(verdict, rules):
+                problem = f"records a verdict whose own losses fail ruleset {rules.id}: {failed}"
         if problem:
             self.add(
                 "EQUIV-001",
@@ -336,6 +383,32 @@ class Validator:
                     f"declares {desc.get('number_of_nodes')} node(s) but {run.rel} ran on {nodes}.",
                 )
                 break
+
+
+def _benchmark_hash(config: dict) -> str | None:
+    """The run's benchmark definition hashed as `joulebench equivalence` hashes it."""
+    from harness.equivalence import benchmark_tree_sha256
+
+    bench = config.get("benchmark")
+    try:
+        return benchmark_tree_sha256(bench) if isinstance(bench, dict) else None
+    except Exception:  # noqa: BLE001 - a tree OmegaConf cannot hold is no benchmark
+        return None
+
+
+def _rejudged(verdict: dict, rules: Ruleset) -> str | None:
+    """The verdict's recorded losses judged again under the ruleset (never its own word):
+    what fails, or None."""
+    reference, candidate = verdict.get("reference") or {}, verdict.get("candidate") or {}
+    for name, tol in (
+        ("initial_eval_loss", rules.equivalence_initial_tolerance),
+        ("final_eval_loss", rules.equivalence_final_tolerance),
+    ):
+        ref, got = reference.get(name), candidate.get(name)
+        numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (ref, got))
+        if not numbers or not abs(got - ref) <= tol * max(abs(ref), 1e-12):
+            return f"{name} {got!r} against the reference's {ref!r} (tolerance {100 * tol:g}%)"
+    return None
 
 
 def validate_submission(root: Path) -> Report:
