@@ -130,20 +130,22 @@ def _overrides(
         metric, threshold, direction = target
         out += [f"benchmark.target.metric={metric}", f"benchmark.target.threshold={threshold}"]
         out += [f"benchmark.target.direction={direction}", "benchmark.target.note=''"]
-    out += [f"carbon.{k}={v}" for k, v in (carbon or {}).items()]
-    out += _flatten(config or {})
+    # a group's option chosen by name stays an override (it picks a file); every other value
+    # is merged as the value it is (compose_config's `values`), never rendered into an
+    # override string, where "site A, 2025" would be a list and "true" a boolean
+    out += [f"{k}={v}" for k, v in (config or {}).items() if k in GROUPS and isinstance(v, str)]
     return out + list(overrides)
 
 
-def _flatten(tree: dict[str, Any], prefix: str = "") -> list[str]:
-    """{"meter": {"watts": 100}} as Hydra overrides: ["meter.watts=100"]."""
-    out = []
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            out += _flatten(value, f"{prefix}{key}.")
-        else:
-            out.append(f"{prefix}{key}={'null' if value is None else value}")
-    return out
+GROUPS = ("benchmark", "framework", "meter", "carbon", "launcher")  # configs/<group>/
+
+
+def _values(carbon: dict[str, Any] | None, config: dict[str, Any] | None) -> dict[str, Any]:
+    """The Python values of `carbon=` and `config=`, to merge into the composed config."""
+    values = {k: v for k, v in (config or {}).items() if not (k in GROUPS and isinstance(v, str))}
+    if carbon:
+        values["carbon"] = {**(values.get("carbon") or {}), **carbon}
+    return values
 
 
 class Measurement:
@@ -187,7 +189,7 @@ class Measurement:
             config,
             [f"progress={progress}", *overrides],
         )
-        self.cfg, self._dict_cfg = compose_config(args)
+        self.cfg, self._dict_cfg = compose_config(args, _values(carbon, config))
         self._sync = sync or default_sync()
         self._given = dict(info or {})
         self._mlflow = mlflow  # a tracking URI, or True for MLflow's default

@@ -330,8 +330,12 @@ def _unknown_keys(node: DictConfig, cls: type, prefix: str = "") -> list[str]:
     return unknown
 
 
-def compose_config(overrides: list[str]) -> tuple[JoulebenchConfig, DictConfig]:
-    """Compose configs/ with `overrides`, check types and values, return (object, DictConfig)."""
+def compose_config(
+    overrides: list[str], values: dict | None = None
+) -> tuple[JoulebenchConfig, DictConfig]:
+    """Compose configs/ with `overrides` (Hydra's strings, as on the command line), merge
+    `values` (Python values from the API, kept as the values they are), check types and
+    values, return (object, DictConfig)."""
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
     from omegaconf.errors import OmegaConfBaseException
@@ -343,6 +347,8 @@ def compose_config(overrides: list[str]) -> tuple[JoulebenchConfig, DictConfig]:
             config_dir=str(CONFIG_DIR), version_base="1.3", job_name="joulebench"
         ):
             dict_cfg = compose(config_name=PRIMARY_CONFIG, overrides=list(overrides))
+        if values:
+            dict_cfg = OmegaConf.merge(dict_cfg, values)
         unknown = _unknown_keys(dict_cfg, JoulebenchConfig)
         if unknown:
             raise ConfigError(
