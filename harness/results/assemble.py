@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from harness.carbon import compute_carbon
 from harness.meters.base import SAMPLER_CPU_BUDGET
@@ -25,7 +26,9 @@ from harness.results.schema import (
 )
 from harness.results.writer import sha256_file
 from harness.timeline import Timeline
-from workloads.base import WorkloadInfo
+
+if TYPE_CHECKING:  # a type only: the validator must not load the workloads
+    from workloads.base import WorkloadInfo
 
 SIBLING_FILES = ("power.csv", "mllog.txt", "config.yaml")
 

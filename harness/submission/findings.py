@@ -71,3 +71,10 @@ def close_enough(a: float, b: float, rel: float, abs_tol: float = 1e-9) -> bool:
     if not (math.isfinite(a) and math.isfinite(b)):
         return False
     return math.isclose(a, b, rel_tol=rel, abs_tol=abs_tol)
+
+
+def total_domains(result: dict) -> list[str]:
+    """The domains summed for a run's total: each node's wall meter, else its device meters."""
+    if result.get("distributed"):
+        return [x for n in result["distributed"]["nodes"] for x in n["total_domains"]]
+    return [d for s in result["meters"] if s["role"] == "total" for d in s["domains"]]

@@ -17,6 +17,7 @@ from pathlib import Path
 from harness.errors import SubmissionError
 from harness.results import safe_files
 from harness.submission.findings import RUN_FILES, Finding, Report, Run, read_json
+from harness.submission.group_checks import GroupChecks
 from harness.submission.mlcommons import RESULT_FILE, check_view
 from harness.submission.ruleset import Ruleset, load_ruleset
 from harness.submission.run_checks import RunChecks
@@ -24,7 +25,7 @@ from harness.submission.run_checks import RunChecks
 __all__ = ["RUN_FILES", "Finding", "Report", "Run", "read_json", "validate_submission"]
 
 
-class Validator:
+class Validator(GroupChecks):
     def __init__(self, root: Path):
         self.root = root
         self.report = Report(submission=str(root), division=None, ruleset=None)
@@ -241,174 +242,6 @@ class Validator:
                 self.add("SYS-001", where, f"no systems/{system}.json describes this system.")
             else:
                 self._check_system_matches(system, systems[system], checked)
-
-    def _check_distinct(self, where: str, runs: list[Run]) -> None:
-        """RUNS-002: the runs of one benchmark are different runs with different seeds (a
-        run copied five times is one run, and its olympic mean says nothing)."""
-        for key, what in (("run_id", "run id"), ("seed", "seed")):
-            seen: dict = {}
-            for run in runs:
-                value = run.result.get(key)
-                if value in seen:
-                    self.add(
-                        "RUNS-002",
-                        f"{run.rel}/result.json",
-                        f"has the same {what} ({value!r}) as {seen[value]}; the runs of a "
-                        "benchmark are distinct runs with distinct seeds.",
-                    )
-                else:
-                    seen[value] = run.rel
-
-    def _check_meter_claims(self, run: Run) -> None:
-        """DIV-002: each meter's provenance is what its source can give (ruleset meter_sources):
-        NVML measures, a TDP model estimates, a replay simulates, whatever a file says."""
-        for m in run.result["meters"]:
-            claim = self.rules.meter_sources.get(m["name"])
-            if claim is None:
-                problem = f"meter source {m['name']!r} is not one joulebench knows"
-            elif m["method"] not in claim["methods"]:
-                problem = (
-                    f"meter {m['name']} does not measure by {m['method']!r} "
-                    f"(it uses {', '.join(claim['methods'])})"
-                )
-            elif m["provenance"] != claim["provenance"]:
-                problem = (
-                    f"meter {m['name']} ({m['method']}) gives {claim['provenance']} energy, "
-                    f"not {m['provenance']!r}"
-                )
-            else:
-                continue
-            self.add(
-                "DIV-002", f"{run.rel}/result.json", f"{problem}; provenance follows the meter."
-            )
-
-    def _check_equivalence(self, run: Run) -> None:
-        """A custom implementation claims closed only with a passing `joulebench equivalence`
-        verdict about its own class and benchmark, under this ruleset's terms or stricter."""
-        framework = run.result["config"].get("framework") or {}
-        if framework.get("name") != "custom":
-            return
-        verdict = (run.result["workload"].get("extra") or {}).get("equivalence")
-        rel, rules = f"{run.rel}/result.json", self.rules
-        problem = None
-        if not isinstance(verdict, dict):
-            problem = "records no equivalence verdict"
-        elif verdict.get("passed") is not True:
-            problem = "records a failed equivalence verdict"
-        elif verdict.get("target") != framework.get("target") or verdict.get("benchmark") != (
-            run.benchmark
-        ):
-            problem = "records an equivalence verdict about another class or benchmark"
-        elif verdict.get("benchmark_sha256") != _benchmark_hash(run.result["config"]):
-            problem = "records an equivalence verdict about another definition of its benchmark"
-        else:
-            tol = verdict.get("tolerances") or {}
-            lax = (
-                not isinstance(verdict.get("steps"), int)
-                or verdict["steps"] < rules.equivalence_steps
-                or not tol.get("initial_eval_loss", 1) <= rules.equivalence_initial_tolerance
-                or not tol.get("final_eval_loss", 1) <= rules.equivalence_final_tolerance
-            )
-            if lax:
-                problem = f"records an equivalence verdict laxer than ruleset {rules.id}'s"
-            elif failed := _rejudged(verdict, rules):
-                problem = f"records a verdict whose own losses fail ruleset {rules.id}: {failed}"
-        if problem:
-            self.add(
-                "EQUIV-001",
-                rel,
-                f"a custom workload ({framework.get('target')}) in the closed division {problem}; "
-                "run `joulebench equivalence` and pass its file as framework.equivalence.",
-            )
-
-    def _check_same_config(self, where: str, runs: list[Run]) -> None:
-        def stripped(run: Run) -> dict:
-            return {
-                k: v
-                for k, v in run.result["config"].items()
-                if k not in self.rules.same_config_except
-            }
-
-        if len(runs) > 1:
-            reference = stripped(runs[0])
-            for run in runs[1:]:
-                if stripped(run) != reference:
-                    keys = sorted(
-                        k
-                        for k in set(reference) | set(stripped(run))
-                        if reference.get(k) != stripped(run).get(k)
-                    )
-                    self.add(
-                        "CFG-002",
-                        f"{run.rel}/result.json",
-                        f"config differs from {runs[0].rel} in "
-                        f"{', '.join(keys)}; runs of a benchmark may differ only in "
-                        f"{', '.join(self.rules.same_config_except)}.",
-                    )
-
-    def _check_system_matches(self, system: str, desc: dict, runs: list[Run]) -> None:
-        rel = f"systems/{system}.json"
-        try:
-            declared = int(desc.get("accelerators_per_node")) * int(
-                desc.get("number_of_nodes") or 1
-            )
-        except (TypeError, ValueError):
-            self.add("SYS-002", rel, "accelerators_per_node and number_of_nodes must be integers.")
-            return
-        for run in runs:
-            w = run.result["workload"]
-            used = w["device_count"]
-            if used != declared:
-                self.add(
-                    "SYS-003", rel, f"declares {declared} accelerators but {run.rel} ran on {used}."
-                )
-                break
-            model = str(desc.get("accelerator_model_name", ""))
-            if (
-                model.lower() not in w["device_name"].lower()
-                and w["device_name"].lower() not in model.lower()
-            ):
-                self.add(
-                    "SYS-003",
-                    rel,
-                    f"declares accelerator {model!r} but {run.rel} ran on {w['device_name']!r}.",
-                )
-                break
-            dist = run.result.get("distributed")
-            nodes = dist["nnodes"] if dist else 1
-            if nodes != int(desc.get("number_of_nodes") or 1):
-                self.add(
-                    "SYS-003",
-                    rel,
-                    f"declares {desc.get('number_of_nodes')} node(s) but {run.rel} ran on {nodes}.",
-                )
-                break
-
-
-def _benchmark_hash(config: dict) -> str | None:
-    """The run's benchmark definition hashed as `joulebench equivalence` hashes it."""
-    from harness.equivalence import benchmark_tree_sha256
-
-    bench = config.get("benchmark")
-    try:
-        return benchmark_tree_sha256(bench) if isinstance(bench, dict) else None
-    except Exception:  # noqa: BLE001 - a tree OmegaConf cannot hold is no benchmark
-        return None
-
-
-def _rejudged(verdict: dict, rules: Ruleset) -> str | None:
-    """The verdict's recorded losses judged again under the ruleset (never its own word):
-    what fails, or None."""
-    reference, candidate = verdict.get("reference") or {}, verdict.get("candidate") or {}
-    for name, tol in (
-        ("initial_eval_loss", rules.equivalence_initial_tolerance),
-        ("final_eval_loss", rules.equivalence_final_tolerance),
-    ):
-        ref, got = reference.get(name), candidate.get(name)
-        numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (ref, got))
-        if not numbers or not abs(got - ref) <= tol * max(abs(ref), 1e-12):
-            return f"{name} {got!r} against the reference's {ref!r} (tolerance {100 * tol:g}%)"
-    return None
 
 
 def validate_submission(root: Path) -> Report:
