@@ -76,7 +76,8 @@ def _stats(values: list[float]) -> dict:
 
 
 def gpus_section(nvml) -> list[dict]:
-    from harness.meters.nvml import _text, gpu_state
+    from harness.meters.nvml_gpu import gpu_state
+    from harness.meters.nvml_gpu import text as _text
 
     out = []
     for i in range(nvml.nvmlDeviceGetCount()):

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from harness.errors import MeterError
-from harness.meters import factory, nvml
+from harness.meters import factory, nvml, nvml_gpu
 from harness.meters.base import MeterSource, Reading
 from harness.meters.cpu_model import CpuModelSource
 from harness.meters.meter import Meter
@@ -136,11 +136,11 @@ def test_each_gpu_is_stamped_right_after_its_own_read(tmp_path):
     assert stamps[0] > before and stamps[0] < stamps[1] < stamps[2]
     # NVML's own timestamp, clamped to the call: a value it read 50 ms ago is stamped at the
     # call's start, one it read just now at the call's end
-    assert nvml._Gpu._stamp(time.time_ns() // 1000 - 50_000, 10, 20) == 10
-    assert nvml._Gpu._stamp(time.time_ns() // 1000, 10, 20 * S) == pytest.approx(
+    assert nvml_gpu.NvmlGpu._stamp(time.time_ns() // 1000 - 50_000, 10, 20) == 10
+    assert nvml_gpu.NvmlGpu._stamp(time.time_ns() // 1000, 10, 20 * S) == pytest.approx(
         20 * S, abs=S // 100
     )
-    assert nvml._Gpu._stamp(0, 10, 20) == 20
+    assert nvml_gpu.NvmlGpu._stamp(0, 10, 20) == 20
 
 
 class Stuck(MeterSource):

@@ -39,8 +39,8 @@ def system_template(name: str | None = None, nodes: int = 1) -> dict:
         pynvml.nvmlInit()
         count = pynvml.nvmlDeviceGetCount()
         handle = pynvml.nvmlDeviceGetHandleByIndex(0)
-        accelerator = nvml_meter._text(pynvml.nvmlDeviceGetName(handle))
-        driver = nvml_meter._text(pynvml.nvmlSystemGetDriverVersion())
+        accelerator = nvml_meter.text(pynvml.nvmlDeviceGetName(handle))
+        driver = nvml_meter.text(pynvml.nvmlSystemGetDriverVersion())
         memory = f"{pynvml.nvmlDeviceGetMemoryInfo(handle).total / 2**30:.0f} GB"
         pynvml.nvmlShutdown()
     except Exception:  # noqa: BLE001 - no GPU: a CPU-only system, the CPU trains
