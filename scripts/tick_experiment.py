@@ -82,9 +82,9 @@ def detected_tick_s(watts: float, tick_s: float, phase_s: float) -> float:
 def thinned(t_ns: np.ndarray, joules: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The rows the meter's own series keeps of a ticking counter (each change, the poll before
     it, a row every 0.25 s while it stands still), through the meter's code."""
-    from harness.meters.meter import _Series
+    from harness.meters.series import Series
 
-    series = _Series()
+    series = Series()
     series.ticking = True
     for t, j in zip(t_ns.tolist(), joules.tolist(), strict=True):
         series.add(t, j, None)

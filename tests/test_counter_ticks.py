@@ -18,7 +18,8 @@ from harness.meters.counter import (
     poll_hz_for_tick,
     tick_points,
 )
-from harness.meters.meter import Meter, _Series
+from harness.meters.meter import Meter
+from harness.meters.series import Series
 from harness.metrics import compute_metrics
 from harness.timeline import Timeline, Window
 from tests.fakes import FakeGpuState, Staircase, fake_pynvml
@@ -71,7 +72,7 @@ def test_a_counter_faster_than_the_polls_sits_just_before_each_poll():
 
 
 def test_the_series_keeps_each_change_and_the_poll_before_it():
-    series = _Series()
+    series = Series()
     series.ticking = True
     rows = []
     for t, j in [(0, 0.0), (10, 0.0), (20, 0.0), (30, 5.0), (40, 5.0), (50, 5.0), (60, 9.0)]:
