@@ -111,10 +111,10 @@ def _overrides(
     config: dict[str, Any] | None,
     overrides: list[str],
 ) -> list[str]:
-    from harness.config import _group_options
+    from harness.compose import group_options
 
     out = ["benchmark=external", "framework=external", f"benchmark.name={benchmark}"]
-    out.append(f"meter={meter}" if meter in _group_options("meter") else f"meter.source={meter}")
+    out.append(f"meter={meter}" if meter in group_options("meter") else f"meter.source={meter}")
     out += [f"seed={seed}", f"benchmark.window_steps={window_steps}"]
     out.append(f"benchmark.eval_every_steps={window_steps}")
     if batch_size is not None:
@@ -175,7 +175,7 @@ class Measurement:
         progress: str = "auto",
         mlflow: str | bool | None = None,
     ):
-        from harness.config import compose_config
+        from harness.compose import compose_config
 
         args = _overrides(
             benchmark,

@@ -86,7 +86,7 @@ def _summary(outcome) -> str:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from harness.cluster import hydra_overrides
-    from harness.config import compose_config, expand_sweeps, to_yaml
+    from harness.compose import compose_config, expand_sweeps, to_yaml
     from harness.errors import ConfigError
 
     cluster = hydra_overrides(args.overrides)
@@ -154,7 +154,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_meters(args: argparse.Namespace) -> int:
     """What this machine can measure: every source, whether it is available, and why."""
-    from harness.config import compose_config
+    from harness.compose import compose_config
     from harness.meters.factory import build_sources, survey
 
     cfg, _ = compose_config(list(args.overrides))

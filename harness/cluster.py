@@ -18,9 +18,9 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from harness.config import _register_schema
+from harness.compose import register_schema
 
-_register_schema()
+register_schema()
 
 
 def hydra_overrides(overrides: list[str]) -> list[str]:

@@ -142,7 +142,7 @@ def load_verdict(path: str, target: str, bench) -> dict[str, Any]:
 
 
 def cmd_equivalence(args) -> int:
-    from harness.config import compose_config
+    from harness.compose import compose_config
     from harness.results.writer import atomic_write_json
 
     cfg, _ = compose_config(list(args.overrides))

@@ -28,7 +28,7 @@ BENCHMARKS = ("lm-dense-small", "lm-moe-small", "lm-dense-medium", "lm-moe-mediu
 
 
 def run_one(benchmark: str, steps: int, out: Path, extra: list[str]) -> dict:
-    from harness.config import compose_config
+    from harness.compose import compose_config
     from harness.runner import run_benchmark
 
     # eval only at the end, target unreachable: a fixed number of timed training steps
@@ -106,7 +106,7 @@ def profile_table(benchmark: str, extra: list[str], steps: int = 8, rows: int = 
     import torch
     from torch.profiler import ProfilerActivity, profile
 
-    from harness.config import compose_config
+    from harness.compose import compose_config
     from workloads.build import build_workload
 
     cfg, _ = compose_config([f"benchmark={benchmark}", *extra])

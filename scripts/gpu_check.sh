@@ -78,7 +78,7 @@ if ! python3 -c "import hydra, omegaconf" 2>/dev/null; then
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
     || { echo "gpu_check: installing .whl/*.whl failed; rebuild them with scripts/device_wheels.sh." >&2; exit 2; }
   export PYTHONPATH="/tmp/site:$REPO"
-  python3 -c "from harness.config import compose_config; compose_config([])" \
+  python3 -c "from harness.compose import compose_config; compose_config([])" \
     || { echo "gpu_check: Hydra does not compose the config with these wheels; rebuild them with scripts/device_wheels.sh." >&2; exit 2; }
 fi
 if [ "$DEVICE" = cpu ]; then

@@ -118,7 +118,7 @@ def main() -> int:
     parser.add_argument("overrides", nargs="*", help="extra Hydra overrides")
     args = parser.parse_args()
 
-    from harness.config import compose_config
+    from harness.compose import compose_config
     from workloads.build import build_workload
 
     cfg, _ = compose_config(

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from harness.cli import main
-from harness.config import JoulebenchConfig, compose_config, expand_sweeps
+from harness.compose import compose_config, expand_sweeps
+from harness.config import JoulebenchConfig
 from harness.errors import ConfigError
 
 

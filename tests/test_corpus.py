@@ -118,7 +118,7 @@ def test_facts_floor_and_table_size_by_hand():
 
 
 def test_the_facts_pair_is_sized_as_its_yaml_says():
-    from harness.config import compose_config
+    from harness.compose import compose_config
 
     for name in ("lm-dense-facts-tiny", "lm-moe-facts-tiny"):
         cfg, _ = compose_config([f"benchmark={name}"])
@@ -139,7 +139,7 @@ def test_the_facts_pair_is_sized_as_its_yaml_says():
 
 
 def _budget(name: str, *overrides: str):
-    from harness.config import compose_config
+    from harness.compose import compose_config
     from workloads.capacity import knowledge_budget
     from workloads.flops import transformer_param_counts
 

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slow
 
 SCRIPT = r"""
 import json, os
-from harness.config import compose_config
+from harness.compose import compose_config
 from workloads.jax.adapter import JaxWorkload
 out = {}
 for data, expert in [(1, 1), (2, 4)]:

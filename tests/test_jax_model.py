@@ -11,7 +11,8 @@ import pytest
 jax = pytest.importorskip("jax")
 jnp = pytest.importorskip("jax.numpy")
 
-from harness.config import ModelConfig, compose_config  # noqa: E402
+from harness.compose import compose_config  # noqa: E402
+from harness.config import ModelConfig  # noqa: E402
 from workloads.jax import model as jm  # noqa: E402
 from workloads.moe_rules import expert_capacity  # noqa: E402
 

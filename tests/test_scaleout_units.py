@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from harness.config import compose_config
+from harness.compose import compose_config
 from harness.errors import MeterError
 from harness.meters.base import SourceDescription
 from harness.meters.factory import build_sources
@@ -147,11 +147,11 @@ def test_the_slurm_preset_composes_into_submitits_launcher():
     from hydra import compose, initialize_config_dir
 
     from harness.cluster import hydra_overrides
-    from harness.config import CONFIG_DIR, _register_schema
+    from harness.compose import CONFIG_DIR, register_schema
 
     overrides = ["hydra/launcher=slurm", "hydra.launcher.partition=gpu", "seed=1,2,3,4,5"]
     assert hydra_overrides(overrides) == overrides[:2]
-    _register_schema()
+    register_schema()
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         cfg = compose("joulebench", overrides=overrides[:2], return_hydra_config=True)
     launcher = cfg.hydra.launcher

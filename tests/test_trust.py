@@ -98,7 +98,7 @@ def test_unknown_key_added_with_plus_is_one_line_and_exit_2(capsys):
 
 
 def test_glob_sweeps_expand_to_the_group_options_or_explain(capsys):
-    from harness.config import expand_sweeps
+    from harness.compose import expand_sweeps
 
     jobs = expand_sweeps(["benchmark=glob(lm-*-tiny,exclude=lm-moe-*)", "seed=1,2"])
     assert jobs == [
