@@ -174,3 +174,19 @@ def register(sub) -> None:
     p.add_argument("-o", "--output", help="verdict file (default equivalence-<benchmark>.json)")
     p.add_argument("overrides", nargs="*", help="e.g. benchmark=lm-dense-small seed=1")
     p.set_defaults(func=cmd_equivalence)
+
+
+def build_with_verdict(cfg):
+    """The run's workload; for a custom class with framework.equivalence, the verdict is read
+    first (one that is about another class or benchmark stops the run before anything is
+    built or written) and recorded in workload.extra.equivalence, which the validator needs
+    to accept the class in the closed division."""
+    from workloads.build import build_workload
+
+    framework, verdict = cfg.framework, None
+    if framework.name == "custom" and framework.equivalence:
+        verdict = load_verdict(framework.equivalence, framework.target, cfg.benchmark)
+    workload = build_workload(cfg.benchmark, framework, cfg.seed)
+    if verdict is not None:
+        workload.info.extra["equivalence"] = verdict
+    return workload

@@ -18,8 +18,6 @@ one result, mllog and merged power.csv; each rank streams its own trace to
 from __future__ import annotations
 
 import contextlib
-import signal
-import threading
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +25,7 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from harness.config import JoulebenchConfig
+from harness.equivalence import build_with_verdict
 from harness.errors import ConfigError
 from harness.meters.factory import build_meter
 from harness.meters.meter import TRACE_HEADER
@@ -38,9 +37,9 @@ from harness.results.mllog import INTERVAL_END, INTERVAL_START, MLLogger
 from harness.results.mlperf_keys import run_header, samples_metadata
 from harness.results.schema import Result, to_json_dict
 from harness.results.writer import atomic_write_json, atomic_write_text, sha256_text
+from harness.stop import StopRequest
 from harness.system import code_version, collect_system
 from harness.timeline import EvalPoint, Timeline, Window
-from workloads.build import build_workload
 from workloads.process_group import ProcessGroup
 
 
@@ -49,29 +48,6 @@ class RunOutcome:
     run_dir: Path
     result: Result | None  # None on ranks other than 0: rank 0 writes the one result
     status: str = ""
-
-
-class StopRequest:
-    """First SIGINT/SIGTERM asks the loop to stop at the next step; a second one interrupts at once."""
-
-    def __init__(self) -> None:
-        self.requested = False
-        self._previous: dict[int, object] = {}
-
-    def _handle(self, signum, frame) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-
-    def __enter__(self) -> StopRequest:
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
 
 
 def make_run_dir(cfg: JoulebenchConfig, tl: Timeline, run_id: str) -> Path:
@@ -108,7 +84,7 @@ class Runner:
         self.config_dict = OmegaConf.to_container(dict_cfg, resolve=True)
         self.tl = Timeline.begin()
         # Build what can fail on bad input before anything is written.
-        self.workload = workload or build_workload(cfg.benchmark, cfg.framework, cfg.seed)
+        self.workload = workload or build_with_verdict(cfg)
         self.group: ProcessGroup = getattr(self.workload, "group", None) or ProcessGroup()
         topo = self.group.topology
         self.meter = build_meter(cfg.meter, self.workload.info, topo)

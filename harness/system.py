@@ -10,18 +10,9 @@ from pathlib import Path
 
 from harness import __version__
 from harness.results.schema import Accelerator, CodeVersion, SystemInfo
+from workloads.device import cpu_model_name  # noqa: F401 - what the system record names a CPU
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-
-
-def cpu_model_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown CPU"
 
 
 def _git(*args: str) -> str | None:

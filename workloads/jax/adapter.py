@@ -173,7 +173,7 @@ class JaxWorkload:
             self.bench, sum(int(np.prod(a.shape)) for a in jax.tree.leaves(self.state[0]))
         )
         if self.platform == "cpu":
-            from harness.system import cpu_model_name
+            from workloads.device import cpu_model_name
 
             name, peak = cpu_model_name(), None
         else:

@@ -278,6 +278,6 @@ class TorchWorkload:
 
 
 def _cpu_name() -> str:
-    from harness.system import cpu_model_name
+    from workloads.device import cpu_model_name
 
     return cpu_model_name()

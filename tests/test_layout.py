@@ -1,0 +1,96 @@
+"""The rooms of the house: what may import what, and files a reader can take in whole."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+PACKAGES = ("harness", "workloads")
+
+
+def _modules() -> dict[str, Path]:
+    out = {}
+    for package in PACKAGES:
+        for path in (REPO / package).rglob("*.py"):
+            parts = path.relative_to(REPO).with_suffix("").parts
+            name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+            out[name] = path
+    return out
+
+
+def _imports(path: Path, name: str) -> set[str]:
+    """Every module of ours `path` imports, at the top or inside a function."""
+    found = set()
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1])
+                base = f"{base}.{node.module}" if node.module else base
+            found.add(base)
+            found |= {f"{base}.{a.name}" for a in node.names}
+    return {m for m in found if m.split(".")[0] in PACKAGES}
+
+
+def _graph() -> dict[str, set[str]]:
+    modules = _modules()
+    return {
+        name: {m for m in _imports(path, name) if m in modules and m != name}
+        for name, path in modules.items()
+    }
+
+
+def test_the_import_graph_has_no_circle():
+    graph = _graph()
+    state: dict[str, int] = {}
+    cycles = []
+
+    def visit(node: str, stack: list[str]) -> None:
+        state[node] = 1
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                cycles.append([*stack[stack.index(nxt) :], nxt] if nxt in stack else [node, nxt])
+            elif nxt not in state:
+                visit(nxt, [*stack, nxt])
+        state[node] = 2
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node, [node])
+    assert cycles == [], cycles
+
+
+def test_workloads_are_a_leaf_and_meters_import_no_higher_room():
+    for name, deps in _graph().items():
+        if name.startswith("workloads"):
+            upward = {d for d in deps if d.startswith("harness") and d != "harness.errors"}
+            assert not upward, f"{name} imports {sorted(upward)}"
+        if name.startswith("harness.meters"):
+            allowed = ("harness.meters", "harness.errors", "harness.results")
+            upward = {d for d in deps if d.startswith("harness") and not d.startswith(allowed)}
+            assert not upward, f"{name} imports {sorted(upward)}"
+
+
+def test_the_validator_loads_no_workload_or_framework():
+    code = (
+        "import harness.submission.validate, sys; "
+        "print(sorted(m for m in sys.modules if m.startswith(('workloads', 'torch', 'jax'))))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert out.returncode == 0 and out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+def test_no_file_is_longer_than_a_reader_takes_in_whole():
+    long = {
+        str(p.relative_to(REPO)): n
+        for package in PACKAGES
+        for p in (REPO / package).rglob("*.py")
+        if (n := len(p.read_text().splitlines())) > 400
+    }
+    assert long == {}, long
