@@ -246,6 +246,7 @@ class SubmissionConfig:
     division: str = "open"  # closed | open
     status: str = "onprem"  # onprem | cloud | research | preview (MLPerf's submission_status)
     platform: str = ""  # system name; empty: the device the run trained on
+    ruleset: str = "v1"  # the ruleset (configs/ruleset/) the run is made for: result.ruleset
 
 
 @dataclass

@@ -392,3 +392,8 @@ def _check_submission(cfg: JoulebenchConfig) -> None:
         f"is not one of {', '.join(SUBMISSION_STATUSES)}",
         "set submission.status=onprem (or cloud, research, preview)",
     )
+    from harness.submission.ruleset import available_rulesets
+
+    known = available_rulesets()
+    _require(sub.ruleset in known, "submission.ruleset", sub.ruleset,
+             f"is not a ruleset in configs/ruleset ({', '.join(known)})", "set it to v1")  # fmt: skip

@@ -270,7 +270,7 @@ def assemble_result(
         status=status,
         benchmark=bench.name,
         benchmark_version=bench.version,
-        ruleset=None,
+        ruleset=cfg.submission.ruleset,
         seed=cfg.seed,
         target_metric=bench.target.metric,
         target_threshold=bench.target.threshold,

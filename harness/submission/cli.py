@@ -59,6 +59,15 @@ def cmd_validate(args: argparse.Namespace) -> int:
     from harness.results.writer import atomic_write_json
     from harness.submission.validate import validate_submission
 
+    if args.rules is not None:
+        from harness.submission.ruleset import load_ruleset
+
+        rules = load_ruleset(args.rules)
+        for rule, meaning in rules.rule_ids.items():
+            print(f"{rule:11} {meaning}")
+        return 0
+    if args.submission is None:
+        raise SubmissionError("no submission given.", "joulebench validate <submission folder>.")
     report = validate_submission(Path(args.submission))
     for f in report.findings:
         print(f"{f.severity.upper():7} {f.rule:10} {f.file}: {f.message}")
@@ -256,8 +265,12 @@ def register(sub) -> None:
     p = sub.add_parser(
         "validate", help="check a submission against its ruleset (exit 0 valid, 1 invalid)"
     )
-    p.add_argument("submission")
+    p.add_argument("submission", nargs="?")
     p.add_argument("--json", help="also write the findings to this file")
+    p.add_argument(
+        "--rules", metavar="RULESET", nargs="?", const="v1",
+        help="print the ruleset's rule ids and what each means (default v1), and exit",
+    )  # fmt: skip
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser(

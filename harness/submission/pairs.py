@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from harness.submission.score import grouped, olympic_mean
+from harness.submission.score import grouped, olympic_mean, ruleset_trim
 
 
 @dataclass
@@ -84,7 +84,8 @@ def reading(steps: float | None, cost: float | None, energy: float | None) -> st
     )
 
 
-def compare_pairs(results: list[dict], trim: int = 1) -> list[PairComparison]:
+def compare_pairs(results: list[dict], trim: int | None = None) -> list[PairComparison]:
+    trim = ruleset_trim() if trim is None else trim
     groups = grouped(results)
     out = []
     for (system, moe, framework, variant), moe_runs in sorted(groups.items()):

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+DEFAULT_RULESET = "v1"  # the ruleset scores follow when none is named
+
 
 def olympic_mean(values: list[float], trim: int) -> float | None:
     ordered = sorted(values)
@@ -169,9 +171,18 @@ def pooling_notes(results: list[dict]) -> list[str]:
     return notes
 
 
-def kept_by_time(runs: list[dict], trim: int = 1) -> list[dict]:
+def ruleset_trim(ruleset: str = DEFAULT_RULESET) -> int:
+    """How many best and worst runs an olympic mean drops: the ruleset's olympic_trim."""
+    from harness.submission.ruleset import load_ruleset
+
+    return load_ruleset(ruleset).olympic_trim
+
+
+def kept_by_time(runs: list[dict], trim: int | None = None) -> list[dict]:
     """MLPerf's run set: rank the runs by time to target (a run that missed it is the slowest)
-    and drop the `trim` fastest and slowest; energy and every other mean use the same runs."""
+    and drop the `trim` (the ruleset's olympic_trim) fastest and slowest; energy and every
+    other mean use the same runs."""
+    trim = ruleset_trim() if trim is None else trim
 
     def t(r):
         reached = r["metrics"].get("reached_target")
@@ -187,7 +198,8 @@ def _mean(values: list[float | None]) -> float | None:
     return statistics.fmean(values)
 
 
-def scores(results: list[dict], trim: int = 1) -> list[Score]:
+def scores(results: list[dict], trim: int | None = None) -> list[Score]:
+    trim = ruleset_trim() if trim is None else trim
     out = []
     for (system, benchmark, framework, variant), runs in sorted(grouped(results).items()):
         kept = kept_by_time(runs, trim)
@@ -242,11 +254,16 @@ BOOTSTRAP_RESAMPLES = 4000
 BOOTSTRAP_SEED = 20261202  # fixed: the same runs always give the same interval and verdict
 
 
-def trimmed(values: list[float]) -> list[float]:
-    """The runs an olympic mean keeps: all but the best and the worst once there are five or
-    more (MLPerf's trim of five runs), all of them below that."""
-    ordered = sorted(values)
-    return ordered[1:-1] if len(ordered) >= 5 else ordered
+def trimmed(values: list[float], ruleset: str = DEFAULT_RULESET) -> list[float]:
+    """The runs an olympic mean keeps: all but the ruleset's olympic_trim best and worst once
+    there are the ruleset's runs_per_benchmark (MLPerf: one of five), all of them below that."""
+    from harness.submission.ruleset import load_ruleset
+
+    rules = load_ruleset(ruleset)
+    ordered, trim = sorted(values), rules.olympic_trim
+    if len(ordered) >= rules.runs_per_benchmark and len(ordered) > 2 * trim:
+        return ordered[trim : len(ordered) - trim]
+    return ordered
 
 
 @dataclass
@@ -320,7 +337,7 @@ def compare_metric(
     half, room = max(high - effect, effect - low), abs(effect - tolerance)
     n = max(len(b), len(c))
     needed = math.ceil(n * (half / room) ** 2) if room > 0 else 1000
-    extra = 2 if max(len(b_all), len(c_all)) >= 5 else 0  # the trimmed best and worst
+    extra = len(b_all) - len(b) if len(b_all) >= len(c_all) else len(c_all) - len(c)  # trimmed
     return "inconclusive", effect, low, high, min(needed + extra, 1000), mb, mc
 
 
