@@ -92,6 +92,10 @@ class BenchmarkConfig:
     window_steps: int = 10  # steps per metered window (k)
     eval_every_steps: int = 50  # must be a multiple of window_steps
     eval_batches: int = 4
+    # a dense/MoE pair is declared, never guessed from names: benchmarks with the same `pair`
+    # are compared (harness/submission/pairs.py), `role` says which side each is
+    pair: str | None = None
+    role: str | None = None  # dense | moe
 
 
 @dataclass

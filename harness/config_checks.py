@@ -29,13 +29,11 @@ def validate(cfg: JoulebenchConfig) -> None:
             "must be > 0",
             f"set benchmark.{key} to a positive integer",
         )
-    _require(
-        b.warmup_steps >= 0,
-        "benchmark.warmup_steps",
-        b.warmup_steps,
-        "must be >= 0",
-        "use 0 to skip warm-up",
-    )
+    _require(b.warmup_steps >= 0, "benchmark.warmup_steps", b.warmup_steps, "must be >= 0",
+             "use 0 to skip warm-up")  # fmt: skip
+    _require(b.role == (m.kind if b.pair else None), "benchmark.role", b.role,
+             f"must be the model's kind ({m.kind}) in a pair, and unset outside one",
+             f"set benchmark.pair and benchmark.role={m.kind}, or neither")  # fmt: skip
     _require(
         b.eval_every_steps % b.window_steps == 0,
         "benchmark.eval_every_steps",

@@ -169,9 +169,15 @@ def plot_energy_to_target(results: list[dict], score_rows, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     rows = [s for s in score_rows if s.energy_to_target_j is not None]
+    kinds = {  # the model's declared kind, never the benchmark's name
+        r["benchmark"]: ((r.get("config") or {}).get("benchmark") or {})
+        .get("model", {})
+        .get("kind")
+        for r in results
+    }
     fig, ax = plt.subplots(figsize=(max(6, 1.6 * len(rows) + 2), 4.8))
     for i, s in enumerate(rows):
-        kind = "moe" if "moe" in s.benchmark else "dense"
+        kind = "moe" if kinds.get(s.benchmark) == "moe" else "dense"
         ax.bar(i, s.energy_to_target_j / 1e3, color=COLORS[kind], alpha=0.7)
         spread = np.array(s.energy_to_target_spread_j) / 1e3
         ax.plot(np.full(spread.size, i) + np.linspace(-0.15, 0.15, spread.size), spread, "k.", ms=6)

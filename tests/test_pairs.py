@@ -14,6 +14,13 @@ def _run(benchmark: str, seed: int, steps: float, energy_j: float) -> dict:
     return {
         "_path": f"/runs/{benchmark}/{seed}",
         "benchmark": benchmark,
+        # the pair is declared in the run's config (lm-dense-x and lm-moe-x are pair "x")
+        "config": {
+            "benchmark": {
+                "pair": benchmark.split("-", 2)[-1],
+                "role": "moe" if "-moe-" in benchmark else "dense",
+            }
+        },
         "seed": seed,
         "system": {"accelerator": {"model": "cpu"}},
         "workload": {"framework": "torch"},
@@ -95,3 +102,25 @@ def test_the_pair_plot_draws_both_sides(tmp_path):
     text = summary_markdown(runs, [])
     assert "| cpu | lm-dense-x vs lm-moe-x | torch | 220 / 170 (0.77x) |" in text
     assert "n=3" in text and "fewer steps (0.77x) dominate" in text
+
+
+def test_pairs_are_declared_never_guessed_from_names():
+    dense = [_run("lm-dense-x", s, 200, 100) for s in range(1, 4)]
+    moe = [_run("lm-moe-x", s, 150, 90) for s in range(1, 4)]
+    for r in dense + moe:
+        r["config"] = {"benchmark": {}}  # names that look like a pair, nothing declared
+    assert compare_pairs(dense + moe) == []
+    # declared under other names, they pair
+    for r in dense:
+        r["benchmark"], r["config"]["benchmark"] = "a", {"pair": "p", "role": "dense"}
+    for r in moe:
+        r["benchmark"], r["config"]["benchmark"] = "b", {"pair": "p", "role": "moe"}
+    (c,) = compare_pairs(dense + moe)
+    assert (c.dense, c.moe) == ("a", "b") and c.steps_ratio == pytest.approx(0.75)
+
+
+def test_a_role_that_is_not_the_model_kind_is_a_config_error(capsys):
+    from harness.cli import main
+
+    assert main(["run", "benchmark=lm-moe-tiny", "benchmark.role=dense", "--print-config"]) == 2
+    assert "benchmark.role" in capsys.readouterr().err

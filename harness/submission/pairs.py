@@ -65,9 +65,12 @@ def _olympic(values: list[float], trim: int) -> float | None:
     return None if mean is None or math.isinf(mean) else mean
 
 
-def partner(benchmark: str) -> str | None:
-    """The dense benchmark of an MoE one: lm-moe-tiny -> lm-dense-tiny."""
-    return benchmark.replace("-moe-", "-dense-", 1) if "-moe-" in benchmark else None
+def declared(run: dict) -> tuple[str, str] | None:
+    """(pair, role) as the run's benchmark config declares them (benchmark.pair, .role), or
+    None: pairs are declared, never guessed from benchmark names."""
+    bench = (run.get("config") or {}).get("benchmark") or {}
+    pair, role = bench.get("pair"), bench.get("role")
+    return (pair, role) if isinstance(pair, str) and role in ("dense", "moe") else None
 
 
 def reading(steps: float | None, cost: float | None, energy: float | None) -> str:
@@ -87,12 +90,17 @@ def reading(steps: float | None, cost: float | None, energy: float | None) -> st
 def compare_pairs(results: list[dict], trim: int | None = None) -> list[PairComparison]:
     trim = ruleset_trim() if trim is None else trim
     groups = grouped(results)
+    sides: dict[tuple[str, str, str, str, str], str] = {}  # (system, pair, role, fw, variant)
+    for (system, benchmark, framework, variant), runs in groups.items():
+        if (d := declared(runs[0])) is not None:
+            sides[(system, d[0], d[1], framework, variant)] = benchmark
     out = []
-    for (system, moe, framework, variant), moe_runs in sorted(groups.items()):
-        dense = partner(moe)
-        dense_runs = groups.get((system, dense, framework, variant)) if dense else None
-        if not dense_runs:
+    for (system, pair, role, framework, variant), moe in sorted(sides.items()):
+        dense = sides.get((system, pair, "dense", framework, variant))
+        if role != "moe" or dense is None:
             continue
+        moe_runs, dense_runs = groups[(system, moe, framework, variant)], None
+        dense_runs = groups[(system, dense, framework, variant)]
         s_d = _olympic([steps_to_target(r) for r in dense_runs], trim)
         s_m = _olympic([steps_to_target(r) for r in moe_runs], trim)
         e_d = _olympic([energy_to_target(r) for r in dense_runs], trim)
