@@ -126,7 +126,7 @@ def test_routing_groups_equal_each_group_routed_alone():
 @pytest.mark.parametrize("benchmark", ["lm-dense-tiny", "lm-moe-tiny"])
 def test_torch_to_jax_transfer_reproduces_logits(benchmark):
     torch = pytest.importorskip("torch")
-    from workloads.jax.parity import compare_torch_jax
+    from tests.jax_parity import compare_torch_jax
     from workloads.torch.model import Transformer
 
     cfg, _ = compose_config([f"benchmark={benchmark}"])
