@@ -35,7 +35,7 @@ from harness.ranks import ViewGather, check_ownership, on_primary, owner_of
 from harness.results.assemble import RankLayout, assemble_result
 from harness.results.mllog import INTERVAL_END, INTERVAL_START, MLLogger
 from harness.results.mlperf_keys import run_header, samples_metadata
-from harness.results.schema import Result, to_json_dict
+from harness.results.schema import Result, target_met, to_json_dict
 from harness.results.writer import atomic_write_json, atomic_write_text, sha256_text
 from harness.stop import StopRequest
 from harness.system import code_version, collect_system
@@ -70,10 +70,6 @@ def make_run_dir(cfg: JoulebenchConfig, tl: Timeline, run_id: str) -> Path:
             "set output_dir (or run_dir) to a writable place.",
         ) from exc
     return run_dir
-
-
-def target_met(value: float, threshold: float, direction: str) -> bool:
-    return value <= threshold if direction == "lower" else value >= threshold
 
 
 class Runner:

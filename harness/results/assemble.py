@@ -13,6 +13,7 @@ from harness.meters.view import ClockMap, MeterView, Owner
 from harness.metrics import compute_metrics
 from harness.results.schema import (
     SCHEMA_VERSION,
+    SIBLING_FILES,
     CodeVersion,
     DistributedRecord,
     MeterFaultRecord,
@@ -29,8 +30,6 @@ from harness.timeline import Timeline
 
 if TYPE_CHECKING:  # a type only: the validator must not load the workloads
     from workloads.base import WorkloadInfo
-
-SIBLING_FILES = ("power.csv", "mllog.txt", "config.yaml")
 
 
 def _timing(tl: Timeline, warmup_steps: int) -> Timing:

@@ -10,7 +10,7 @@ import yaml
 
 from harness.results import safe_files
 from harness.results.mllog import parse_mllog
-from harness.results.schema import check_result
+from harness.results.schema import check_result, target_met
 from harness.submission.distributed_checks import DistributedChecks
 from harness.submission.energy_checks import EnergyChecks
 from harness.submission.findings import (
@@ -140,7 +140,7 @@ class RunChecks(TraceChecks, EnergyChecks, DistributedChecks):
         rel, m = f"{run.rel}/result.json", result["metrics"]
         if m is None:
             return
-        threshold, lower = result["target_threshold"], result["target_direction"] == "lower"
+        threshold = result["target_threshold"]
         configured = (result["config"].get("benchmark") or {}).get("target", {}).get("threshold")
         if configured != threshold:
             self.add(
@@ -149,8 +149,7 @@ class RunChecks(TraceChecks, EnergyChecks, DistributedChecks):
                 f"target_threshold {threshold} differs from the config's {configured}.",
             )
         meets = [
-            (e["eval_loss"] <= threshold) if lower else (e["eval_loss"] >= threshold)
-            for e in m["evals"]
+            target_met(e["eval_loss"], threshold, result["target_direction"]) for e in m["evals"]
         ]
         first = meets.index(True) if True in meets else None
         claimed = [e["reached_target"] for e in m["evals"]]
