@@ -32,6 +32,7 @@ import contextlib
 import math
 import sys
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -146,6 +147,16 @@ def _values(carbon: dict[str, Any] | None, config: dict[str, Any] | None) -> dic
     if carbon:
         values["carbon"] = {**(values.get("carbon") or {}), **carbon}
     return values
+
+
+@dataclass
+class WindowMeasurement:
+    """What Measurement.window() measured (Zeus's Measurement): filled in at the block's end."""
+
+    name: str
+    time_s: float | None = None
+    energy_j: dict[str, float] = field(default_factory=dict)  # per metered domain
+    total_energy_j: float | None = None  # over the total domains (a wall meter, else devices)
 
 
 class Measurement:
@@ -297,16 +308,28 @@ class Measurement:
         return self.reached
 
     @contextlib.contextmanager
-    def window(self, name: str) -> Iterator[None]:
+    def window(self, name: str) -> Iterator[WindowMeasurement]:
         """Time and meter a stretch of your own (data loading, a checkpoint...), synced at both
-        ends like Zeus's begin_window/end_window; result.json lists it in metrics.spans."""
+        ends like Zeus's begin_window/end_window, and, like end_window, give back its time and
+        energy: the yielded WindowMeasurement is filled in when the block ends (the meter is
+        read at that edge, and waits for a counter tick past it). result.json lists it in
+        metrics.spans."""
         self._sync()
-        start = Timeline.now()
+        start, measured = Timeline.now(), WindowMeasurement(name)
         try:
-            yield
+            yield measured
         finally:
             self._sync()
-            self._runner.tl.spans.append(Span(name, start, Timeline.now()))
+            end = Timeline.now()
+            self._runner.tl.spans.append(Span(name, start, end))
+            meter = self._runner.meter
+            meter.poll()  # an edge: the one place a blocking read is allowed
+            meter.settle(end)
+            measured.time_s = (end - start) / 1e9
+            measured.energy_j = meter.energy_between(start, end)
+            measured.total_energy_j = sum(
+                measured.energy_j[d] for d in meter.total_domains if d in measured.energy_j
+            )
 
     def _settle_counts(self) -> None:
         """Tokens and FLOPs per step from what step() was told, where info did not give them."""

@@ -72,11 +72,15 @@ def test_measurement_windows_are_timed_and_metered_like_zeus(tmp_path):
     ) as m:
         for _ in range(20):
             m.step(tokens=8)
-        with m.window("checkpoint"):
+        with m.window("checkpoint") as checkpoint:
             time.sleep(0.2)
     (span,) = load_result(tmp_path / "r")["metrics"]["spans"]
     assert span["name"] == "checkpoint" and span["duration_s"] >= 0.2
     assert span["energy_j"] == pytest.approx(100 * span["duration_s"], rel=1e-3)
+    # given back at the block's end, as Zeus's end_window does: the same time and energy
+    assert checkpoint.time_s == pytest.approx(span["duration_s"], rel=1e-6)
+    assert checkpoint.total_energy_j == pytest.approx(100 * checkpoint.time_s, rel=1e-3)
+    assert checkpoint.energy_j == {"sim:0": pytest.approx(checkpoint.total_energy_j)}
     assert m.status == "target_not_reached"  # no target given: never met
 
 

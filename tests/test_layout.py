@@ -94,3 +94,18 @@ def test_no_file_is_longer_than_a_reader_takes_in_whole():
         if (n := len(p.read_text().splitlines())) > 400
     }
     assert long == {}, long
+
+
+def test_the_api_touches_no_private_attribute_of_another_object():
+    """harness/api.py drives the runner through its public surface only: no `x._name` where x
+    is not the Measurement itself."""
+    tree = ast.parse((REPO / "harness" / "api.py").read_text())
+    private = sorted(
+        f"{ast.unparse(node)} (line {node.lineno})"
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute)
+        and node.attr.startswith("_")
+        and not node.attr.startswith("__")
+        and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))
+    )
+    assert private == [], private
