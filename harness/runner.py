@@ -28,10 +28,10 @@ from harness.config import JoulebenchConfig
 from harness.equivalence import build_with_verdict
 from harness.errors import ConfigError
 from harness.meters.factory import build_meter
-from harness.meters.meter import TRACE_HEADER
 from harness.meters.view import ClockMap
 from harness.progress import Progress
 from harness.ranks import ViewGather, check_ownership, on_primary, owner_of
+from harness.results import power_csv
 from harness.results.assemble import RankLayout, assemble_result
 from harness.results.mllog import INTERVAL_END, INTERVAL_START, MLLogger
 from harness.results.mlperf_keys import run_header, samples_metadata
@@ -148,7 +148,7 @@ class Runner:
             layout = RankLayout(owners, clocks, t.launcher, t.backend, t.local_world_size)
             if final:
                 lines = view.trace_rows()
-                atomic_write_text(self.run_dir / "power.csv", TRACE_HEADER + "".join(lines))
+                atomic_write_text(self.run_dir / "power.csv", power_csv.HEADER + "".join(lines))
         return assemble_result(
             cfg=self.cfg,
             config_dict=self.config_dict,

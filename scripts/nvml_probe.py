@@ -37,6 +37,7 @@ class Report:
 
     def __init__(self, path: Path | None):
         self.path, self.data, self.problems = path, {"date_utc": _utc()}, []
+        self.put("started", True)  # a probe killed by its step's timeout still leaves a file
 
     def put(self, key: str, value) -> None:
         self.data[key] = value

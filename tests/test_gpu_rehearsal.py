@@ -47,6 +47,7 @@ def rehearsal(tmp_path_factory):
             JB_WORK=str(work),
             JB_FAKE_NVML_FAULT=faults,
             JB_LIMIT_meters="8",
+            JB_TIME_SCALE="4",  # a loaded CPU is slow, not broken
         ),  # fmt: skip
         capture_output=True,
         text=True,

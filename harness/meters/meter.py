@@ -25,8 +25,8 @@ from harness.meters.base import DomainFault, MeterSource, SourceDescription
 from harness.meters.series import Series as _Series
 from harness.meters.view import Fault as MeterFault
 from harness.meters.view import MeterView, ViewDelta, total_domains_of
+from harness.results import power_csv
 
-TRACE_HEADER = "t_ns,domain,watts,joules\n"
 TRANSIENT_RETRIES = 3  # consecutive transient failures of a source before it is a fault
 
 
@@ -114,7 +114,7 @@ class Meter:
     # -- lifecycle -------------------------------------------------------------------------
     def start(self, trace_path: Path) -> None:
         self._trace = open(trace_path, "w", buffering=1 << 16, encoding="ascii")  # noqa: SIM115
-        self._trace.write(TRACE_HEADER)
+        self._trace.write(power_csv.HEADER)
         now = self.clock()
         for source in self.sources:
             source.open(now)
@@ -277,7 +277,7 @@ class Meter:
     def _write(self, domain: str, rows: list[tuple[int, float, float]]) -> None:
         if not rows:
             return
-        text = "".join(f"{t},{domain},{'' if w != w else f'{w:.4f}'},{j:.6f}\n" for t, j, w in rows)
+        text = "".join(power_csv.row(t, domain, w, j) for t, j, w in rows)
         with self._trace_lock:
             if self._trace is not None:
                 self._trace.write(text)

@@ -12,7 +12,6 @@ integrated and replayed smoothly.
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
 import numpy as np
@@ -23,34 +22,22 @@ from harness.meters.counter import poll_hz_for_tick, tick_period_from_changes
 
 
 def read_trace(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, bool]]:
-    """domain -> (t_s from the domain's first sample, watts, cumulative joules, is a counter)."""
-    rows: dict[str, list[tuple[int, float, float | None]]] = {}
+    """domain -> (t_s from the domain's first sample, watts, cumulative joules, is a counter),
+    read by the one power.csv reader (harness/results/trace.py: bounded, no links)."""
+    from harness.results.trace import TraceCurve, TraceError
+
     try:
-        with open(path, newline="") as f:
-            for row in csv.DictReader(f):
-                joules = float(row["joules"]) if row.get("joules") not in (None, "") else None
-                watts = float(row["watts"]) if row.get("watts") not in (None, "") else float("nan")
-                rows.setdefault(row["domain"], []).append((int(row["t_ns"]), watts, joules))
-    except (OSError, KeyError, ValueError) as exc:
+        domains = TraceCurve.read(Path(path)).domains
+    except (TraceError, OSError) as exc:
         raise MeterError(
             f"cannot replay {path}: {exc}.", "give a power.csv written by joulebench."
         ) from exc
     out = {}
-    for domain, samples in rows.items():
-        if len(samples) < 2:
+    for domain, tr in domains.items():
+        if tr.t_ns.size < 2:
             continue
-        t = np.array([s[0] for s in samples], dtype=np.float64)
-        w = np.array([s[1] for s in samples])
-        counter = all(s[2] is not None for s in samples)
-        if counter:
-            j = np.array([s[2] for s in samples])
-        else:
-            ok = ~np.isnan(w)
-            j = np.concatenate(
-                [[0.0], np.cumsum(0.5 * (w[ok][1:] + w[ok][:-1]) * np.diff(t[ok]) / 1e9)]
-            )
-            t, w = t[ok], w[ok]
-        out[domain] = ((t - t[0]) / 1e9, w, j - j[0], counter)
+        t = tr.t_ns.astype(np.float64)
+        out[domain] = ((t - t[0]) / 1e9, tr.watts, tr.joules - tr.joules[0], tr.counter)
     if not out:
         raise MeterError(
             f"{path} holds no domain with two or more samples.", "record a longer trace."

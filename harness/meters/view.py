@@ -19,6 +19,7 @@ import numpy as np
 
 from harness.meters.base import SourceDescription
 from harness.meters.counter import EnergyCurve
+from harness.results import power_csv
 
 
 @dataclass
@@ -157,8 +158,7 @@ class MeterView:
         rows = []
         for domain, s in self.series.items():
             for t, w, j in zip(s.t_ns.tolist(), s.watts.tolist(), s.joules.tolist(), strict=True):
-                watts = "" if w != w else f"{w:.4f}"
-                rows.append((t, f"{t},{domain},{watts},{j:.6f}\n"))
+                rows.append((t, power_csv.row(t, domain, w, j)))
         rows.sort(key=lambda r: r[0])
         return [r for _, r in rows]
 

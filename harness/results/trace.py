@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from harness.meters.counter import EnergyCurve
-from harness.results import safe_files
+from harness.results import power_csv, safe_files
 
-HEADER = b"t_ns,domain,watts,joules"
+HEADER = power_csv.HEADER.strip().encode()
 MAX_LINE_BYTES = 512  # joulebench writes ~50; a longer line is not a sample
 MAX_DOMAINS = 4096
 BLOCK_BYTES = 16 << 20  # parsed at a time
@@ -86,8 +86,7 @@ class TraceCurve:
             if not counter:
                 if np.isnan(w).any():
                     raise TraceError(f"domain {name} has rows with neither watts nor joules")
-                dt = np.diff(t.astype(float)) / 1e9
-                j = np.concatenate([[0.0], np.cumsum(0.5 * (w[1:] + w[:-1]) * dt)])
+                j = power_csv.cumulative_trapezoid_j(t, w)
             if not (np.isfinite(j).all() and np.isfinite(w[~np.isnan(w)]).all()):
                 raise TraceError(f"domain {name} holds non-finite values")
             domains[name] = DomainTrace(t, j, w, counter)
@@ -151,7 +150,7 @@ def _parse_block(block: bytes) -> dict[str, tuple[np.ndarray, np.ndarray, np.nda
     try:
         frame = pd.read_csv(
             io.BytesIO(block),
-            names=["t_ns", "domain", "watts", "joules"],
+            names=list(power_csv.COLUMNS),
             header=None,
             dtype={"t_ns": "int64", "domain": "string", "watts": "float64", "joules": "float64"},
             engine="c",
