@@ -35,7 +35,8 @@ from harness.results import power_csv
 from harness.results.assemble import RankLayout, assemble_result
 from harness.results.mllog import INTERVAL_END, INTERVAL_START, MLLogger
 from harness.results.mlperf_keys import run_header, samples_metadata
-from harness.results.schema import Result, target_met, to_json_dict
+from harness.results.run_dir import target_met
+from harness.results.schema import Result, to_json_dict
 from harness.results.writer import atomic_write_json, atomic_write_text, sha256_text
 from harness.stop import StopRequest
 from harness.system import code_version, collect_system

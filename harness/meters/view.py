@@ -20,6 +20,7 @@ import numpy as np
 from harness.meters.base import SourceDescription
 from harness.meters.counter import EnergyCurve
 from harness.results import power_csv
+from harness.results.run_dir import total_domains_of  # noqa: F401 - the meter's callers import it here
 
 
 @dataclass
@@ -208,13 +209,6 @@ def sorted_union(arrays: list[np.ndarray]) -> np.ndarray:
     if merged.size == 0:
         return merged
     return merged[np.concatenate([[True], merged[1:] != merged[:-1]])]
-
-
-def total_domains_of(sources: list[tuple[str, list[str]]]) -> list[str]:
-    """From (role, domains) per source: a wall meter's domains when there is one (device
-    meters are then its breakdown), else every domain."""
-    totals = [d for role, domains in sources if role == "total" for d in domains]
-    return totals or [d for _, domains in sources for d in domains]
 
 
 def merge_views(parts: list[tuple[Owner, MeterView, ClockMap]]) -> MeterView:

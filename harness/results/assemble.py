@@ -11,9 +11,9 @@ from harness.carbon import compute_carbon
 from harness.meters.base import SAMPLER_CPU_BUDGET
 from harness.meters.view import ClockMap, MeterView, Owner
 from harness.metrics import compute_metrics
+from harness.results.run_dir import SIBLING_FILES
 from harness.results.schema import (
     SCHEMA_VERSION,
-    SIBLING_FILES,
     CodeVersion,
     DistributedRecord,
     MeterFaultRecord,

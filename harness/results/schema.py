@@ -17,17 +17,6 @@ SCHEMA_VERSION = "1"
 STATUSES = ("running", "success", "target_not_reached", "aborted", "meter_error")
 
 
-# The run directory's files: result.json and its siblings, whose hashes it records. One list, for
-# the runner that writes them, the packager that copies them and the validator that checks them.
-RUN_FILES = ("result.json", "power.csv", "mllog.txt", "config.yaml")
-SIBLING_FILES = RUN_FILES[1:]
-
-
-def target_met(value: float, threshold: float, direction: str) -> bool:
-    """Whether an eval value meets the quality target (the runner's stop, the validator's check)."""
-    return value <= threshold if direction == "lower" else value >= threshold
-
-
 @dataclass
 class CodeVersion:
     package_version: str

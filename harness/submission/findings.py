@@ -8,7 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from harness.results import safe_files
-from harness.results.schema import RUN_FILES  # noqa: F401 - where the submission code finds it
+from harness.results.run_dir import (  # noqa: F401 - RUN_FILES: where the submission code finds it
+    RUN_FILES,
+    run_total_domains,
+)
 
 ACCEPTED_STATUS = ("success", "target_not_reached")
 
@@ -74,7 +77,5 @@ def close_enough(a: float, b: float, rel: float, abs_tol: float = 1e-9) -> bool:
 
 
 def total_domains(result: dict) -> list[str]:
-    """The domains summed for a run's total: each node's wall meter, else its device meters."""
-    if result.get("distributed"):
-        return [x for n in result["distributed"]["nodes"] for x in n["total_domains"]]
-    return [d for s in result["meters"] if s["role"] == "total" for d in s["domains"]]
+    """The domains summed for a run's total (harness/results/schema.py: run_total_domains)."""
+    return run_total_domains(result)

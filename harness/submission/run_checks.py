@@ -10,7 +10,8 @@ import yaml
 
 from harness.results import safe_files
 from harness.results.mllog import parse_mllog
-from harness.results.schema import check_result, target_met
+from harness.results.run_dir import target_met
+from harness.results.schema import check_result
 from harness.submission.distributed_checks import DistributedChecks
 from harness.submission.energy_checks import EnergyChecks
 from harness.submission.findings import (
