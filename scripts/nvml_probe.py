@@ -139,9 +139,9 @@ def _call_cost(fn, calls: int) -> dict:
 
 
 def fields_section(nvml, handle, calls: int, report: Report) -> dict:
-    from harness.meters.nvml import _Gpu
+    from harness.meters.nvml_gpu import NvmlGpu
 
-    scope = _Gpu(nvml, handle, allow_mig=True).scope
+    scope = NvmlGpu(nvml, handle, allow_mig=True).scope
     both = [(nvml.NVML_FI_DEV_TOTAL_ENERGY_CONSUMPTION, 0), (nvml.NVML_FI_DEV_POWER_INSTANT, scope)]
     energy_only = both[:1]
     codes: dict[str, dict[str, int]] = {"energy": {}, "power": {}}
@@ -289,7 +289,8 @@ def main() -> int:
     parser.add_argument("--source-seconds", type=float, default=4.0)
     args = parser.parse_args()
     report = Report(args.out)
-    from harness.meters.nvml import _text, load_pynvml
+    from harness.meters.nvml import load_pynvml
+    from harness.meters.nvml_gpu import text as _text
 
     nvml = load_pynvml()
     nvml.nvmlInit()

@@ -1,7 +1,7 @@
 """The dense and Switch-MoE decoder in pure JAX, with the same maths as workloads/torch/model.py.
 
 Parameters are a plain pytree of arrays. Matrices are stored (in, out), the transpose of
-torch's nn.Linear (out, in); `workloads/jax/parity.py` converts between the two. Shapes are in
+torch's nn.Linear (out, in); `tests/jax_parity.py` converts between the two. Shapes are in
 names: B batch, T sequence, D width, H heads, K head width, F FFN width, V vocabulary,
 N tokens, E experts, C expert capacity.
 """
