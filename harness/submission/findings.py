@@ -31,7 +31,7 @@ class Run:
     benchmark: str
     framework: str
     result: dict | None = None  # set when result.json passed the schema
-    energy_j: float | None = None  # the trace's energy over run_start..run_stop, once checked
+    energy_j: float | None = None  # the trace's energy over run_start..run_stop (derived)
 
 
 @dataclass
