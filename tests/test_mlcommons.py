@@ -13,6 +13,7 @@ import pytest
 from harness.cli import main
 from harness.errors import SubmissionError
 from harness.submission.mlcommons import node_log_energy_j
+from harness.submission.ruleset import load_ruleset
 from harness.submission.validate import validate_submission
 from tests.submission_helpers import copy_submission, package_runs, write_system
 
@@ -25,7 +26,7 @@ from mlperf_logging.system_desc_checker.system_desc_checker import (  # noqa: E4
 )
 
 pytestmark = pytest.mark.slow
-RULESET = "6.1.0"
+RULESET = load_ruleset("v1").mlcommons_ruleset  # "6.1.0": the ruleset file says which
 COMMON = f"training_{RULESET}/common.yaml"
 BENCH = "results/box/lm-dense-tiny"
 

@@ -52,6 +52,15 @@ def cmd_package(args: argparse.Namespace) -> int:
     print(
         f"joulebench: packaged {len(args.runs)} runs into {out}; check it with `joulebench validate {out}`."
     )
+    from harness.submission.ruleset import load_ruleset
+
+    mlc = load_ruleset("v1").mlcommons_ruleset  # the training ruleset MLCommons' checkers use
+    print(
+        f"joulebench: MLCommons' checkers read it too: `python -m mlperf_logging.system_desc_checker"
+        f" {out}/systems/<system>.json training {mlc}` and `python -m "
+        f"mlperf_logging.compliance_checker --usage training --ruleset {mlc} "
+        f"{out}/results/<system>/<benchmark>/result_0.txt`."
+    )
     return 0
 
 
