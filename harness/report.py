@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from harness.errors import SubmissionError
+from harness.results.run_dir import run_total_domains
 from harness.results.trace import TraceCurve, TraceError
 from harness.submission.pairs import compare_pairs, energy_to_target, steps_to_target
-from harness.submission.run_checks import total_domains
 from harness.submission.score import grouped, load_results, pooling_notes, scores
 
 COLORS = {"dense": "#1f77b4", "moe": "#d62728"}
@@ -39,7 +39,7 @@ def _system_power(run: dict) -> tuple[np.ndarray, np.ndarray] | None:
         trace = TraceCurve.read(path)
     except (TraceError, OSError):
         return None
-    totals = total_domains(run) or list(trace.domains)
+    totals = run_total_domains(run) or list(trace.domains)
     start = run["timing"]["run_start_ns"]
     stop = run["timing"]["run_stop_ns"] or start
     grid = np.unique(np.concatenate([trace.domains[d].t_ns for d in totals if d in trace.domains]))
@@ -208,7 +208,7 @@ def plot_energy_by_device(results: list[dict], path: Path) -> None:
     colors: dict[str, object] = {}
     for y, run in enumerate(runs):
         by_domain, left = run["metrics"]["energy_by_domain_j"], 0.0
-        for domain in total_domains(run) or sorted(by_domain):
+        for domain in run_total_domains(run) or sorted(by_domain):
             energy = by_domain.get(domain, 0.0)
             color = colors.setdefault(domain, palette(len(colors) % 20))
             ax.barh(y, energy, left=left, color=color, edgecolor="white", lw=0.5)

@@ -24,8 +24,9 @@ from harness.errors import MeterError
 from harness.meters.base import DomainFault, MeterSource, SourceDescription
 from harness.meters.series import Series as _Series
 from harness.meters.view import Fault as MeterFault
-from harness.meters.view import MeterView, ViewDelta, total_domains_of
+from harness.meters.view import MeterView, ViewDelta
 from harness.results import power_csv
+from harness.results.run_dir import total_domains_of
 
 TRANSIENT_RETRIES = 3  # consecutive transient failures of a source before it is a fault
 

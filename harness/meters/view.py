@@ -20,7 +20,7 @@ import numpy as np
 from harness.meters.base import SourceDescription
 from harness.meters.counter import EnergyCurve
 from harness.results import power_csv
-from harness.results.run_dir import total_domains_of  # noqa: F401 - the meter's callers import it here
+from harness.results.run_dir import total_domains_of
 
 
 @dataclass

@@ -5,15 +5,16 @@ RunChecks."""
 from __future__ import annotations
 
 from harness.metrics import EdgeEnergy
+from harness.results.run_dir import run_total_domains
 from harness.results.trace import TraceCurve
-from harness.submission.findings import Run, close_enough, total_domains
+from harness.submission.findings import Run, close_enough
 
 
 def trace_energy_j(result: dict, trace: TraceCurve) -> float:
     """The energy the trace gives over exactly run_start..run_stop, summed over the run's total
     domains: derived once per run, before any check, for the checks that compare against it."""
     start, stop = result["timing"]["run_start_ns"], result["timing"]["run_stop_ns"]
-    totals = total_domains(result) or list(trace.domains)
+    totals = run_total_domains(result) or list(trace.domains)
     return EdgeEnergy(trace.energy_at, [start, stop], totals).between(start, stop)
 
 
@@ -22,7 +23,7 @@ class EnergyChecks:
 
     def _check_energy(self, run: Run, result: dict, trace: TraceCurve) -> None:
         rel, tol, m = f"{run.rel}/result.json", self.rules.energy_tolerance, result["metrics"]
-        totals = total_domains(result) or list(trace.domains)
+        totals = run_total_domains(result) or list(trace.domains)
         start, stop = result["timing"]["run_start_ns"], result["timing"]["run_stop_ns"]
         target = next((e for e in m["evals"] if e["reached_target"]), None)
         target_ns = start + int(round(target["t_s"] * 1e9)) if target is not None else start

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
-from typing import Any
 
-from harness.results import safe_files
 from harness.results.run_dir import (  # noqa: F401 - RUN_FILES: where the submission code finds it
     RUN_FILES,
     run_total_domains,
 )
+from harness.results.safe_files import read_json  # noqa: F401 - the validator's JSON reader
 
 ACCEPTED_STATUS = ("success", "target_not_reached")
 
@@ -60,12 +58,6 @@ class Report:
         }
 
 
-def read_json(path: Path, limit: int, root: Path | None = None) -> Any:
-    """Parse JSON that may be hostile, through the safe reader (harness/results/safe_files.py):
-    no links, regular files only, size-limited, no NaN/Infinity, bounded nesting."""
-    return safe_files.read_json(path, limit, root)
-
-
 def close_enough(a: float, b: float, rel: float, abs_tol: float = 1e-9) -> bool:
     """a and b agree within `rel` (or `abs_tol`); never for NaN or an infinity, which a
     plain `abs(a - b) > tol` would let through."""
@@ -74,8 +66,3 @@ def close_enough(a: float, b: float, rel: float, abs_tol: float = 1e-9) -> bool:
     if not (math.isfinite(a) and math.isfinite(b)):
         return False
     return math.isclose(a, b, rel_tol=rel, abs_tol=abs_tol)
-
-
-def total_domains(result: dict) -> list[str]:
-    """The domains summed for a run's total (harness/results/schema.py: run_total_domains)."""
-    return run_total_domains(result)

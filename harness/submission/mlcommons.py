@@ -38,9 +38,9 @@ from harness.results.mllog import (
     utc_ms,
 )
 from harness.results.mllog import parse_mllog as parse_log
+from harness.results.run_dir import run_total_domains
 from harness.results.trace import TraceCurve, TraceError
 from harness.submission.ruleset import Ruleset
-from harness.submission.run_checks import total_domains
 
 READING_PERIOD_MS = 1000  # MLPerf Power's node logs come from PTDaemon at 1 Hz
 RESULT_FILE = re.compile(r"result_(\d+)\.txt")
@@ -138,7 +138,7 @@ def node_logs(result: dict, trace: TraceCurve, host: str, max_hours: float = mat
     if result.get("distributed"):
         nodes = [(n["hostname"], n["total_domains"]) for n in result["distributed"]["nodes"]]
     else:
-        nodes = [(host, total_domains(result) or sorted(trace.domains))]
+        nodes = [(host, run_total_domains(result) or sorted(trace.domains))]
     logs = []
     for hostname, domains in nodes:
         joules = sum(energy[d] for d in domains)

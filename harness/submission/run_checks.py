@@ -20,7 +20,6 @@ from harness.submission.findings import (
     Run,
     close_enough,
     read_json,
-    total_domains,  # noqa: F401 - where callers import it
 )
 from harness.submission.ruleset import Ruleset
 from harness.submission.trace_checks import TraceChecks
