@@ -12,17 +12,26 @@ from dataclasses import dataclass, field
 from omegaconf import MISSING
 
 
+def choice(*options: str, key: str | None = None, rule: str = "is unknown", fix: str | None = None):
+    """A string field that takes one of `options` (the first is its default), declared where the
+    field is: harness/config_checks.py enforces every such field with one rule. `key` names the
+    field in the error when that is not its path (framework for framework.name)."""
+    listed = f"{', '.join(options[:-1])} or {options[-1]}"
+    meta = {"choices": options, "key": key, "rule": rule, "fix": fix or f"use {listed}"}
+    return field(default=options[0], metadata=meta)
+
+
 @dataclass
 class ModelConfig:
-    kind: str = "dense"  # dense | moe
+    kind: str = choice("dense", "moe", rule="is not a model kind")
     vocab_size: int = 64
     d_model: int = 64
     n_layers: int = 2
     n_heads: int = 4
     d_ff: int = 256
     seq_len: int = 64
-    norm: str = "rmsnorm"  # rmsnorm | layernorm
-    positions: str = "rope"  # rope | learned
+    norm: str = choice("rmsnorm", "layernorm")
+    positions: str = choice("rope", "learned")
     tie_embeddings: bool = True
     init_std: float = 0.02
     # Switch MoE (kind=moe); rules and sources in workloads/moe_rules.py
@@ -41,7 +50,7 @@ class ModelConfig:
 
 @dataclass
 class DataConfig:
-    kind: str = "synthetic"  # synthetic | text | bin
+    kind: str = choice("synthetic", "text", "bin")
     seed: int = 1234
     path: str | None = None  # text file or nanoGPT-style .bin for kind=text|bin
     dtype: str = "uint16"  # token dtype of a .bin file: uint16 | uint32
@@ -63,7 +72,7 @@ class OptimConfig:
     lr: float = 3e-3
     min_lr_ratio: float = 0.1
     lr_warmup_steps: int = 20
-    schedule: str = "cosine"  # cosine | constant
+    schedule: str = choice("cosine", "constant")
     weight_decay: float = 0.1
     beta1: float = 0.9
     beta2: float = 0.95
@@ -74,7 +83,7 @@ class OptimConfig:
 class TargetConfig:
     metric: str = "eval_loss"
     threshold: float = MISSING
-    direction: str = "lower"  # lower | higher
+    direction: str = choice("lower", "higher")
     note: str = ""  # how the threshold was calibrated
 
 
@@ -114,10 +123,13 @@ class DistributedConfig:
 
 @dataclass
 class FrameworkConfig:
-    name: str = "torch"  # torch | jax
+    name: str = choice(
+        "torch", "jax", "custom", "external", key="framework", rule="is not available",
+        fix="use framework=torch or jax, or framework=custom framework.target=module:Class",
+    )  # fmt: skip
     device: str = "auto"  # torch: auto | cpu | cuda | cuda:N; jax: auto | cpu | gpu | tpu
-    precision: str = "auto"  # auto (bf16 on accelerators, fp32 on CPU) | fp32 | bf16
-    compile: str = "auto"  # torch: auto (on for GPU) | on | off; jax always jit-compiles
+    precision: str = choice("auto", "fp32", "bf16")  # auto: bf16 on accelerators, fp32 on CPU
+    compile: str = choice("auto", "on", "off")  # torch (auto: on for GPU); jax always jit-compiles
     threads: int | None = None  # CPU intra-op threads; None leaves the framework default
     # torch MoE: ranks the experts are spread over (tokens exchanged by all-to-all within
     # them), data parallel across such groups; 0: as many as divide the experts and the world
@@ -184,7 +196,7 @@ class MeterConfig:
     # sources: simulated, cpu-model, nvml, rapl, tpu, ptdaemon, ipmi, replay
     source: str = "auto"
     sample_hz: float | None = None  # None: each source's own rate (NVML: locked to its ticks)
-    on_error: str = "continue"  # continue | stop: what a run does when a meter fails mid-run
+    on_error: str = choice("continue", "stop")  # what a run does when a meter fails mid-run
     idle_seconds: float = (
         0.0  # measure idle power this long before warm-up (reported, not subtracted)
     )
@@ -231,7 +243,10 @@ class CarbonConfig:
 class LauncherConfig:
     # local: run in this process (or in the processes torchrun/SLURM already started);
     # torchrun: spawn `torch.distributed.run` with the fields below, each rank running this config
-    name: str = "local"
+    name: str = choice(
+        "local", "torchrun", key="launcher",
+        fix="use launcher=local or launcher=torchrun (SLURM sweeps: hydra/launcher=submitit_slurm)",
+    )  # fmt: skip
     nproc_per_node: int = 1  # ranks (GPUs) per node
     nnodes: str = "1"  # "2", or "1:4" for an elastic range
     node_rank: int | None = None  # with a static rendezvous; None lets c10d assign it
@@ -247,8 +262,14 @@ class SubmissionConfig:
     `joulebench package --org/--division` fills in the package's copy, the run's log keeps these."""
 
     org: str = ""  # submitting organisation; empty until known
-    division: str = "open"  # closed | open
-    status: str = "onprem"  # onprem | cloud | research | preview (MLPerf's submission_status)
+    division: str = choice(
+        "open", "closed", rule="is not closed or open",
+        fix="set submission.division=closed or submission.division=open",
+    )  # fmt: skip
+    status: str = choice(  # MLPerf's submission_status (mlperf_logging's mllog constants)
+        "onprem", "cloud", "research", "preview", rule="is not one of onprem, cloud, research, preview",
+        fix="set submission.status=onprem (or cloud, research, preview)",
+    )  # fmt: skip
     platform: str = ""  # system name; empty: the device the run trained on
     ruleset: str = "v1"  # the ruleset (configs/ruleset/) the run is made for: result.ruleset
 
@@ -264,4 +285,4 @@ class JoulebenchConfig:
     seed: int = 0
     output_dir: str = "results/runs"  # runs go to <output_dir>/<benchmark>/<framework>/<ts>-<id>
     run_dir: str | None = None  # exact run directory, overriding the layout above
-    progress: str = "auto"  # auto (only on a terminal) | on | off
+    progress: str = choice("auto", "on", "off")  # auto: only on a terminal

@@ -84,3 +84,36 @@ def test_print_config_shows_resolved_yaml(capsys):
     assert main(["run", "--print-config", "meter=simulated", "meter.watts=42"]) == 0
     out = capsys.readouterr().out
     assert "watts: 42.0" in out and "name: lm-dense-tiny" in out
+
+
+def _choice_fields(node_type, path=""):
+    """(dotted key, options) of every field declared with harness.config.choice."""
+    import dataclasses
+    import typing
+
+    hints = typing.get_type_hints(node_type)
+    for f in dataclasses.fields(node_type):
+        if dataclasses.is_dataclass(hints[f.name]):
+            yield from _choice_fields(hints[f.name], f"{path}{f.name}.")
+        elif "choices" in f.metadata:
+            yield f"{path}{f.name}", f.metadata
+
+
+CHOICES = sorted(_choice_fields(JoulebenchConfig), key=lambda kv: kv[0])
+
+
+def test_choices_are_declared_on_their_fields():
+    keys = {k for k, _ in CHOICES}
+    assert {"benchmark.model.kind", "framework.precision", "submission.status", "progress"} <= keys
+    assert len(CHOICES) == 14
+
+
+@pytest.mark.parametrize("key,meta", CHOICES, ids=[k for k, _ in CHOICES])
+def test_every_declared_choice_is_enforced(key, meta):
+    """A value outside a field's options is one ConfigError naming the field, its rule and a
+    fix that lists the options, whichever field it is."""
+    with pytest.raises(ConfigError) as err:
+        compose_config([f"{key}=bogus"])
+    text = err.value.one_line()
+    assert f"{meta['key'] or key}=bogus {meta['rule']}" in text
+    assert all(option in text for option in meta["choices"] if option != "external")
