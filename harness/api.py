@@ -32,12 +32,12 @@ import contextlib
 import math
 import sys
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from harness.errors import ConfigError
-from harness.timeline import Span, Timeline
+from harness.session import WindowMeasurement
+from harness.timeline import Timeline
 
 DIRECTIONS = ("lower", "higher")
 
@@ -149,16 +149,6 @@ def _values(carbon: dict[str, Any] | None, config: dict[str, Any] | None) -> dic
     return values
 
 
-@dataclass
-class WindowMeasurement:
-    """What Measurement.window() measured (Zeus's Measurement): filled in at the block's end."""
-
-    name: str
-    time_s: float | None = None
-    energy_j: dict[str, float] = field(default_factory=dict)  # per metered domain
-    total_energy_j: float | None = None  # over the total domains (a wall meter, else devices)
-
-
 class Measurement:
     """A joulebench run around your own loop (see the module docstring).
 
@@ -207,103 +197,86 @@ class Measurement:
         self.reached = False
         self.status: str | None = None
         self.run_dir: Path | None = None
-        self._runner = None
+        self._session = None
 
     # -- the run ---------------------------------------------------------------------------
-    def __enter__(self) -> Measurement:
-        from harness.runner import Runner
+    def start(self) -> Measurement:
+        """Start the run (what `with` does): for callers whose loop has start and end hooks
+        rather than a with block (harness/integrations); end it with close()."""
+        from harness.session import RunSession
         from workloads.custom import workload_info
 
         device = detect_device()
         info = workload_info({**device, "framework": "external", **self._given})
         info.extra = {**device.get("extra", {}), **info.extra}
-        self._runner = r = Runner(self.cfg, self._dict_cfg, ExternalWorkload(info, self._sync))
-        r.progress_total = None  # the loop decides when it ends
-        self.run_dir = r.run_dir
-        self._mllog, self._progress = r.open_logs()
+        workload = ExternalWorkload(info, self._sync)
+        self._session = s = RunSession(self.cfg, self._dict_cfg, workload, open_ended=True)
+        self.run_dir = s.run_dir
         try:
-            r.log_header(self._mllog)
-            r.meter.start(r.trace_path())
-            r.begin(self._mllog)
-        except BaseException:
-            self._close(aborted=True)
+            s.start()
+            s.begin()
+        except BaseException as exc:
+            self._end(exc)
             raise
-        self._window_start, self._window_first, self._stats = Timeline.now(), 0, []
-        self._tokens: list[int] = []
-        self._flops: list[float] = []
+        self._window_start, self._window_first, self._losses = Timeline.now(), 0, []
         return self
+
+    def __enter__(self) -> Measurement:
+        return self.start()
 
     def __exit__(self, exc_type, exc, tb) -> bool:
         self.close(exc)
         return False  # an exception goes on up to the caller
 
     def close(self, exc: BaseException | None = None) -> None:
-        """End the run, `aborted` when `exc` is given; a second call does nothing. For callers
-        whose loop has start and end hooks rather than a with block (harness/integrations)."""
+        """End the run, `aborted` when `exc` is given; a second call does nothing."""
         if self.status is not None:
             return
-        if exc is not None and not isinstance(exc, KeyboardInterrupt):
-            self._runner.error = f"{type(exc).__name__}: {exc}"
         if exc is None:
             self._edge()
-        self._close(aborted=exc is not None)
+        self._end(exc)
 
-    def _close(self, aborted: bool) -> None:
-        r = self._runner
-        self._settle_counts()
-        try:
-            self._progress.close()
-            r.finish(self._mllog, aborted)
-        finally:
-            r.group.close()
-        self.status = r.status
+    def _end(self, exc: BaseException | None) -> None:
+        outcome = self._session.stop(aborted=exc is not None, exc=exc)
+        self.status = outcome.status
         if self._mlflow:
             from harness.integrations.mlflow import log_run
 
-            log_run(r.run_dir, None if self._mlflow is True else str(self._mlflow))
+            log_run(outcome.run_dir, None if self._mlflow is True else str(self._mlflow))
 
     # -- what the loop reports -------------------------------------------------------------
     @property
     def steps(self) -> int:
-        return self._runner.tl.steps
+        return self._session.steps
 
     def step(self, tokens: int | None = None, flops: float | None = None, loss=None) -> None:
         """One optimizer step done (launched: the edge syncs). `tokens` and `flops` are this
         step's; `loss` (a number, or a tensor read only at the window edge) its train loss."""
-        r, bench = self._runner, self.cfg.benchmark
-        r.tl.steps += 1
-        self._stats.append(loss)
-        if tokens is not None:
-            self._tokens.append(int(tokens))
-        if flops is not None:
-            self._flops.append(float(flops))
-        if len(self._stats) == bench.window_steps:
+        self._session.step(tokens, flops)
+        self._losses.append(loss)
+        if len(self._losses) == self.cfg.benchmark.window_steps:
             self._sync()
             self._close_window(Timeline.now())
 
     def _close_window(self, now: int) -> None:
-        r = self._runner
-        stats = [{} if x is None else {"train_loss": float(x)} for x in self._stats]
-        window = r.close_window(self._window_first, self._window_start, now, stats, self._mllog)
-        self._progress.update(r.tl.steps, None, window.train_loss, *r.meter_live())
-        self._window_start, self._window_first, self._stats = now, r.tl.steps, []
+        stats = [{} if x is None else {"train_loss": float(x)} for x in self._losses]
+        self._session.edge()
+        self._session.window(self._window_first, self._window_start, now, stats)
+        self._window_start, self._window_first, self._losses = now, self.steps, []
 
     def _edge(self) -> int:
         """Sync once and stamp; a window still open closes here (it may be short)."""
         self._sync()
         now = Timeline.now()
-        if self._stats:
+        if self._losses:
             self._close_window(now)
         return now
 
     def evaluate(self, value: float) -> bool:
         """Report an eval (the target's metric, already computed); True once the target is met."""
-        r = self._runner
         now = self._edge()
-        r.block(self._mllog, False, r.tl.steps, now)
-        met = r.record_eval(r.tl.steps, now, now, float(value), self._mllog, self._progress)
+        met = self._session.eval(now, now, float(value))
         self._window_start = Timeline.now()
-        r.block(self._mllog, True, r.tl.steps, self._window_start)
         self.reached = self.reached or met
         return self.reached
 
@@ -320,26 +293,6 @@ class Measurement:
             yield measured
         finally:
             self._sync()
-            end = Timeline.now()
-            self._runner.tl.spans.append(Span(name, start, end))
-            meter = self._runner.meter
-            meter.poll()  # an edge: the one place a blocking read is allowed
-            meter.settle(end)
-            measured.time_s = (end - start) / 1e9
-            measured.energy_j = meter.energy_between(start, end)
-            measured.total_energy_j = sum(
-                measured.energy_j[d] for d in meter.total_domains if d in measured.energy_j
-            )
-
-    def _settle_counts(self) -> None:
-        """Tokens and FLOPs per step from what step() was told, where info did not give them."""
-        info, steps = self._runner.workload.info, max(1, self._runner.tl.steps)
-        if self._tokens and info.tokens_per_step is None:
-            info.tokens_per_step = round(sum(self._tokens) / len(self._tokens))
-            if len(set(self._tokens)) > 1:
-                self._runner.warnings.append(
-                    "tokens per step varied; throughput and joules per token use the mean, "
-                    f"{info.tokens_per_step}."
-                )
-        if self._flops and info.flops_per_token is None and info.tokens_per_step:
-            info.flops_per_token = sum(self._flops) / steps / info.tokens_per_step
+            done = self._session.span(name, start, Timeline.now())
+            measured.time_s, measured.energy_j = done.time_s, done.energy_j
+            measured.total_energy_j = done.total_energy_j

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("harness", "workloads")
 
@@ -96,10 +98,11 @@ def test_no_file_is_longer_than_a_reader_takes_in_whole():
     assert long == {}, long
 
 
-def test_the_api_touches_no_private_attribute_of_another_object():
-    """harness/api.py drives the runner through its public surface only: no `x._name` where x
-    is not the Measurement itself."""
-    tree = ast.parse((REPO / "harness" / "api.py").read_text())
+@pytest.mark.parametrize("driver", ["api.py", "runner.py", "integrations/lightning.py"])
+def test_the_drivers_touch_no_private_attribute_of_another_object(driver):
+    """harness/api.py and harness/runner.py drive the run session through its public surface
+    only: no `x._name` where x is not the driver itself."""
+    tree = ast.parse((REPO / "harness" / driver).read_text())
     private = sorted(
         f"{ast.unparse(node)} (line {node.lineno})"
         for node in ast.walk(tree)
@@ -109,3 +112,20 @@ def test_the_api_touches_no_private_attribute_of_another_object():
         and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))
     )
     assert private == [], private
+
+
+def test_one_run_session_owns_the_run_files():
+    """Only harness/session.py writes a run's result.json (harness/submission/ writes a
+    package's copies): no driver writes result.json, mllog events or the meter itself."""
+    writers = {}
+    for package in PACKAGES:
+        for path in (REPO / package).rglob("*.py"):
+            if path.is_relative_to(REPO / "harness" / "submission"):
+                continue
+            text = path.read_text()
+            if "atomic_write_json(" in text and '"result.json"' in text:
+                writers[str(path.relative_to(REPO))] = "result.json"
+    assert set(writers) <= {"harness/session.py"}, writers
+    for driver in ("api.py", "runner.py"):
+        text = (REPO / "harness" / driver).read_text()
+        assert "mllog.event(" not in text and "MLLogger" not in text and "build_meter" not in text

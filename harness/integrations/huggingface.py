@@ -36,7 +36,7 @@ class JoulebenchTrainerCallback(TrainerCallback):
 
     def on_train_begin(self, args, state, control, **kwargs):
         if state.is_world_process_zero:
-            self.measurement = Measurement(**self._settings).__enter__()
+            self.measurement = Measurement(**self._settings).start()
 
     def on_step_end(self, args, state, control, **kwargs):
         if self.measurement is not None:

@@ -38,7 +38,7 @@ class JoulebenchCallback(pl.Callback):
         self.measurement: Measurement | None = None
 
     def on_train_start(self, trainer, pl_module) -> None:
-        self.measurement = Measurement(**self._settings).__enter__()
+        self.measurement = Measurement(**self._settings).start()
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if self.measurement is None:
