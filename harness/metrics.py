@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-from harness.results.schema import EnergyPerStep, EvalRecord, Metrics, SpanRecord, WindowRecord
+from harness.results.schema import (
+    EnergyPerStep,
+    EvalRecord,
+    Metrics,
+    SpanRecord,
+    WindowRecord,
+    WorkloadInfo,
+)
 from harness.timeline import Timeline
-
-if TYPE_CHECKING:  # a type only: the validator must not load the workloads
-    from workloads.base import WorkloadInfo
 
 EnergyAt = Callable[[np.ndarray], dict[str, np.ndarray]]
 TICK_LIMITED_BELOW = 10  # a median window shorter than this many counter ticks is tick-limited

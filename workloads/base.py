@@ -2,32 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from harness.results.schema import WorkloadInfo  # the result's workload record: one type
 from workloads.data import Batch
 
-
-@dataclass
-class WorkloadInfo:
-    framework: str
-    framework_version: str
-    model_kind: str  # dense | moe
-    # None where a custom workload does not say (workloads/custom.py): null, never guessed
-    params_total: int | None
-    params_active: int | None  # parameters one token passes through (== total for dense)
-    flops_per_token: float | None  # training FLOPs per token, convention in workloads/flops.py
-    tokens_per_step: int | None
-    precision: str  # fp32 | bf16
-    compiled: bool
-    device_kind: str  # cpu | gpu | tpu
-    device_name: str
-    device_count: int
-    # dense bf16 (or fp32 on CPU) peak of all devices, None if unknown
-    peak_flops_per_s: float | None
-    # best achievable eval loss, when the data makes it computable (synthetic corpus)
-    loss_floor_nats: float | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+__all__ = ["Workload", "WorkloadInfo", "model_facts", "step_stats_from_rows"]
 
 
 class Workload(Protocol):

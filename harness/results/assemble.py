@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from harness.carbon import compute_carbon
 from harness.meters.base import SAMPLER_CPU_BUDGET
@@ -23,13 +22,10 @@ from harness.results.schema import (
     Result,
     SystemInfo,
     Timing,
-    WorkloadRecord,
+    WorkloadInfo,
 )
 from harness.results.writer import sha256_file
 from harness.timeline import Timeline
-
-if TYPE_CHECKING:  # a type only: the validator must not load the workloads
-    from workloads.base import WorkloadInfo
 
 
 def _timing(tl: Timeline, warmup_steps: int) -> Timing:
@@ -278,9 +274,7 @@ def assemble_result(
         config_sha256=config_sha256,
         code=code,
         system=_disclosed(system, meter),
-        workload=WorkloadRecord(
-            **{f.name: getattr(info, f.name) for f in dataclasses.fields(WorkloadRecord)}
-        ),
+        workload=dataclasses.replace(info, extra=dict(info.extra)),
         meters=_meter_records(meter),
         timing=_timing(tl, bench.warmup_steps),
         metrics=metrics,

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 SCHEMA_VERSION = "1"
+IN_EVERY_FILE = {"required": True}  # a field with a default in code that every file must hold
 STATUSES = ("running", "success", "target_not_reached", "aborted", "meter_error")
 
 
@@ -48,22 +49,28 @@ class SystemInfo:
 
 
 @dataclass
-class WorkloadRecord:
+class WorkloadInfo:
+    """What a workload says about itself, and the result's `workload` record: one type, filled
+    in by the workload (workloads/base.py re-exports it) and written as it is."""
+
     framework: str
     framework_version: str
-    model_kind: str
-    params_total: int | None  # null where a custom workload does not give it
-    params_active: int | None
-    flops_per_token: float | None
+    model_kind: str  # dense | moe
+    # None where a custom workload does not say (workloads/custom.py): null, never guessed
+    params_total: int | None
+    params_active: int | None  # parameters one token passes through (== total for dense)
+    flops_per_token: float | None  # training FLOPs per token, convention in workloads/flops.py
     tokens_per_step: int | None
-    precision: str
+    precision: str  # fp32 | bf16
     compiled: bool
-    device_kind: str
+    device_kind: str  # cpu | gpu | tpu
     device_name: str
     device_count: int
+    # dense bf16 (or fp32 on CPU) peak of all devices, None if unknown
     peak_flops_per_s: float | None
-    loss_floor_nats: float | None
-    extra: dict[str, Any]
+    # best achievable eval loss, when the data makes it computable (synthetic corpus)
+    loss_floor_nats: float | None = field(default=None, metadata=IN_EVERY_FILE)
+    extra: dict[str, Any] = field(default_factory=dict, metadata=IN_EVERY_FILE)
 
 
 @dataclass
@@ -275,7 +282,7 @@ class Result:
     config_sha256: str
     code: CodeVersion
     system: SystemInfo
-    workload: WorkloadRecord
+    workload: WorkloadInfo
     meters: list[MeterSourceRecord]
     timing: Timing
     metrics: Metrics | None
@@ -329,7 +336,9 @@ def _check(value: Any, tp: Any, path: str, problems: list[str]) -> None:
             return
         hints = typing.get_type_hints(tp)
         for f in dataclasses.fields(tp):
-            required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+            required = f.metadata.get("required") or (
+                f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+            )
             if f.name not in value:
                 if required:
                     problems.append(f"{path}.{f.name}: missing")
