@@ -3,15 +3,18 @@ agree, nodes that add up to the total, rank clocks within skew and drift. A mixi
 
 from __future__ import annotations
 
-from harness.submission.findings import Run, close_enough
+from harness.submission.findings import RunFiles, close_enough
 
 
 class DistributedChecks:
     """Reports through self.add(rule, file, message) under self.rules."""
 
-    def _check_distributed(self, run: Run, result: dict) -> None:
+    def _check_distributed(self, files: RunFiles) -> None:
         """A multi-process run: every domain has one owner, nodes add up to the total."""
-        rel, tol, d = f"{run.rel}/result.json", self.rules.energy_tolerance, result["distributed"]
+        result = files.result
+        rel, tol, d = f"{files.rel}/result.json", self.rules.energy_tolerance, result["distributed"]
+        if d is None:
+            return
         metered = [x for s in result["meters"] for x in s["domains"]]
         owned = [x for r in d["ranks"] for x in r["domains"]]
         if sorted(owned) != sorted(metered) or len(set(owned)) != len(owned):

@@ -7,7 +7,7 @@ from __future__ import annotations
 from harness.metrics import EdgeEnergy
 from harness.results.run_dir import run_total_domains
 from harness.results.trace import TraceCurve
-from harness.submission.findings import Run, close_enough
+from harness.submission.findings import RunFiles, close_enough
 
 
 def trace_energy_j(result: dict, trace: TraceCurve) -> float:
@@ -21,8 +21,11 @@ def trace_energy_j(result: dict, trace: TraceCurve) -> float:
 class EnergyChecks:
     """Reports through self.add(rule, file, message) under self.rules."""
 
-    def _check_energy(self, run: Run, result: dict, trace: TraceCurve) -> None:
-        rel, tol, m = f"{run.rel}/result.json", self.rules.energy_tolerance, result["metrics"]
+    def _check_energy(self, files: RunFiles) -> None:
+        result, trace = files.result, files.whole_trace
+        rel, tol, m = f"{files.rel}/result.json", self.rules.energy_tolerance, result["metrics"]
+        if trace is None or m is None:
+            return
         totals = run_total_domains(result) or list(trace.domains)
         start, stop = result["timing"]["run_start_ns"], result["timing"]["run_stop_ns"]
         target = next((e for e in m["evals"] if e["reached_target"]), None)
@@ -32,7 +35,7 @@ class EnergyChecks:
         edges = EdgeEnergy(trace.energy_at, times, totals)
         total = edges.between
 
-        recomputed = run.energy_j  # trace_energy_j, derived before the checks
+        recomputed = files.run.energy_j  # trace_energy_j, derived before the checks
         if not close_enough(m["energy_total_j"], recomputed, tol):
             self.add(
                 "ENERGY-001",
@@ -79,8 +82,8 @@ class EnergyChecks:
                     "ENERGY-003", rel, "energy_per_step does not follow from the window energies."
                 )
 
-    def _check_carbon(self, run: Run, result: dict) -> None:
-        c, rel, tol = result["carbon"], f"{run.rel}/result.json", self.rules.co2e_tolerance
+    def _check_carbon(self, files: RunFiles) -> None:
+        c, rel, tol = files.result["carbon"], f"{files.rel}/result.json", self.rules.co2e_tolerance
         if c is None:
             return
         lb = c["location_based"]

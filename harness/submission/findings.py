@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 from harness.results.run_dir import (  # noqa: F401 - RUN_FILES: where the submission code finds it
     RUN_FILES,
     run_total_domains,
 )
 from harness.results.safe_files import read_json  # noqa: F401 - the validator's JSON reader
+from harness.results.trace import TraceCurve
 
 ACCEPTED_STATUS = ("success", "target_not_reached")
 
@@ -30,6 +32,28 @@ class Run:
     framework: str
     result: dict | None = None  # set when result.json passed the schema
     energy_j: float | None = None  # the trace's energy over run_start..run_stop (derived)
+
+
+@dataclass
+class RunFiles:
+    """One run as every run check sees it (each check is `check(files) -> None`): its files,
+    read, and what the checks compare against, derived once before any check runs, so no check
+    depends on another having run."""
+
+    run: Run
+    folder: Path
+    result: dict  # result.json, schema-checked
+    trace: TraceCurve | None = None  # power.csv when readable and its domains are the meters'
+    broken_domains: set[str] = field(default_factory=set)  # timestamps repeat, or gaps at the ends
+
+    @property
+    def rel(self) -> str:
+        return self.run.rel
+
+    @property
+    def whole_trace(self) -> TraceCurve | None:
+        """The trace when every domain covers the timed window: the one energy is checked on."""
+        return self.trace if self.trace is not None and not self.broken_domains else None
 
 
 @dataclass

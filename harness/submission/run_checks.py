@@ -18,6 +18,7 @@ from harness.submission.findings import (
     ACCEPTED_STATUS,
     RUN_FILES,
     Run,
+    RunFiles,
     close_enough,
     read_json,
 )
@@ -76,17 +77,27 @@ class RunChecks(TraceChecks, EnergyChecks, DistributedChecks):
                 f"records {result['benchmark']}/"
                 f"{result['workload']['framework']} but sits under {run.benchmark}/{run.framework}.",
             )
-        self._check_hashes(run, folder, result)
-        trace = self._check_trace(run, folder, result)
-        if trace is not None and result["metrics"] is not None:
-            # derived from the files, not left behind by a check: the MLCommons view's check
-            # (MLC-001) compares its node files against it, whatever order the checks run in
-            run.energy_j = trace_energy_j(result, trace)
-            self._check_energy(run, result, trace)
-        self._check_carbon(run, result)
-        self._check_target_and_log(run, folder, result)
-        if result.get("distributed") is not None:
-            self._check_distributed(run, result)
+        # read and derived once, before any check: no check depends on another having run
+        files = RunFiles(run, folder, result)
+        self._read_trace(files)
+        if files.whole_trace is not None and result["metrics"] is not None:
+            # the MLCommons view's check (MLC-001) compares its node files against it
+            run.energy_j = trace_energy_j(result, files.whole_trace)
+        for check in self.checks:
+            check(files)
+
+    @property
+    def checks(self) -> tuple[Callable[[RunFiles], None], ...]:
+        """Every check of one run, by family, each `check(files) -> None`."""
+        return (
+            self._check_hashes,  # files: HASH-001..002, CFG-001
+            self._check_trace,  # trace: TRACE-003, -004, -006, -007
+            self._check_energy,  # energy: ENERGY-001..003
+            self._check_carbon,  # carbon: CO2-001..002
+            self._check_target,  # target: TARGET-001
+            self._check_log,  # MLPerf log: MLLOG-001..002
+            self._check_distributed,  # distributed: DIST-001..004
+        )
 
     def _limit(self, name: str) -> int:
         rules = self.rules
@@ -102,7 +113,8 @@ class RunChecks(TraceChecks, EnergyChecks, DistributedChecks):
             self.add("SUB-005", f"{run.rel}/{name}", f"not read: {exc}.")
             return None
 
-    def _check_hashes(self, run: Run, folder: Path, result: dict) -> None:
+    def _check_hashes(self, files: RunFiles) -> None:
+        run, folder, result = files.run, files.folder, files.result
         config = folder / "config.yaml"
         if config.is_file() and (digest := self._sha256(run, "config.yaml")) is not None:
             if digest != result["config_sha256"]:
@@ -139,8 +151,9 @@ class RunChecks(TraceChecks, EnergyChecks, DistributedChecks):
             if name not in result["files"]:
                 self.add("HASH-002", f"{run.rel}/result.json", f"has no sha256 for {name}.")
 
-    def _check_target_and_log(self, run: Run, folder: Path, result: dict) -> None:
-        rel, m = f"{run.rel}/result.json", result["metrics"]
+    def _check_target(self, files: RunFiles) -> None:
+        result = files.result
+        rel, m = f"{files.rel}/result.json", result["metrics"]
         if m is None:
             return
         threshold = result["target_threshold"]
@@ -168,8 +181,11 @@ class RunChecks(TraceChecks, EnergyChecks, DistributedChecks):
             "status"
         ] in ACCEPTED_STATUS:
             self.add("TARGET-001", rel, f"status {result['status']!r} contradicts the evals.")
-        log = folder / "mllog.txt"
-        if not log.is_file():
+
+    def _check_log(self, files: RunFiles) -> None:
+        run, result, m = files.run, files.result, files.result["metrics"]
+        log = files.folder / "mllog.txt"
+        if m is None or not log.is_file():
             return
         try:
             text = safe_files.read_text(log, self.rules.max_mllog_bytes, self.root)

@@ -4,28 +4,30 @@ the counter against itself and its own power column. A mixin of RunChecks."""
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 
 from harness.meters.counter import power_integral_j
 from harness.results.trace import TraceCurve, TraceError
-from harness.submission.findings import Run
+from harness.submission.findings import RunFiles
 
 
 class TraceChecks:
     """Reports through self.add(rule, file, message) under self.rules, from self.root."""
 
-    def _check_trace(self, run: Run, folder: Path, result: dict) -> TraceCurve | None:
-        rel = f"{run.rel}/power.csv"
-        path = folder / "power.csv"
+    def _read_trace(self, files: RunFiles) -> None:
+        """power.csv read into `files.trace` (TRACE-001, TRACE-008, SUB-006 when it cannot be),
+        with the domains whose timestamps go backwards or that do not cover the timed window
+        in `files.broken_domains` (TRACE-002, TRACE-005). Runs before every run check."""
+        rel, result = f"{files.rel}/power.csv", files.result
+        path = files.folder / "power.csv"
         if not path.is_file():
-            return None
+            return
         if path.stat().st_size > self.rules.max_trace_bytes:
             self.add(
                 "SUB-006", rel, f"is over the ruleset's {self.rules.max_trace_bytes}-byte limit."
             )
-            return None
+            return
         ticks = {
             d: p
             for m in result["meters"]
@@ -38,7 +40,7 @@ class TraceChecks:
             )
         except (TraceError, OSError) as exc:
             self.add("TRACE-001", rel, f"unreadable: {exc}.")
-            return None
+            return
         negative = [
             d
             for d, tr in trace.domains.items()
@@ -51,11 +53,11 @@ class TraceChecks:
                 f"{', '.join(sorted(negative))}: negative watts or joules; power and a "
                 "cumulative energy counter are never below zero.",
             )
-            return None
+            return
         timing = result["timing"]
         start, stop = timing["run_start_ns"], timing["run_stop_ns"]
         if stop is None:
-            return None
+            return
         slack = int(self.rules.coverage_slack_s * 1e9)
         expected = {d for m in result["meters"] for d in m["domains"]}
         if set(trace.domains) != expected:
@@ -64,23 +66,33 @@ class TraceChecks:
                 rel,
                 f"domains {sorted(trace.domains)} differ from the meters' {sorted(expected)}.",
             )
-            return None
-        covered = True
+            return
+        files.trace = trace
         for domain, tr in trace.domains.items():
             t = tr.t_ns
             if (t.size > 1) and (t[1:] <= t[:-1]).any():
                 self.add("TRACE-002", rel, f"{domain}: timestamps go backwards or repeat.")
-                covered = False
-                continue
-            if t[0] > start + slack or t[-1] < stop - slack:
+                files.broken_domains.add(domain)
+            elif t[0] > start + slack or t[-1] < stop - slack:
                 self.add(
                     "TRACE-005",
                     rel,
                     f"{domain}: the trace spans {(t[-1] - t[0]) / 1e9:.2f} s and does not "
                     "cover run_start..run_stop; keep the meter running for the whole timed window.",
                 )
-                covered = False
+                files.broken_domains.add(domain)
+        return
+
+    def _check_trace(self, files: RunFiles) -> None:
+        """Each sound domain's sampling (TRACE-003, TRACE-004) and counter (TRACE-006, -007)."""
+        trace, rel = files.trace, f"{files.rel}/power.csv"
+        if trace is None:
+            return
+        start, stop = files.result["timing"]["run_start_ns"], files.result["timing"]["run_stop_ns"]
+        for domain, tr in trace.domains.items():
+            if domain in files.broken_domains:
                 continue
+            t = tr.t_ns
             first = max(0, int(t.searchsorted(start, side="right")) - 1)
             last = int(t.searchsorted(stop, side="left"))
             window = t[first : last + 1]
@@ -103,7 +115,6 @@ class TraceChecks:
                 )
             if tr.counter:
                 self._check_counter(rel, domain, trace, start, stop)
-        return trace if covered else None
 
     def _check_counter(
         self, rel: str, domain: str, trace: TraceCurve, start: int, stop: int
