@@ -55,7 +55,7 @@ class DataConfig:
     path: str | None = None  # text file or nanoGPT-style .bin for kind=text|bin
     dtype: str = "uint16"  # token dtype of a .bin file: uint16 | uint32
     train_tokens: int = 1_000_000
-    eval_tokens: int = 65_536
+    eval_tokens: int = 65_536  # the eval set: synthetic, this many (whole batches); real, the tail
     # synthetic multi-domain corpus (workloads/corpus.py), with an exact loss floor
     families: list[str] = field(default_factory=lambda: ["markov1", "markov2", "copy", "dyck"])
     successors: int = 4
@@ -73,6 +73,9 @@ class OptimConfig:
     min_lr_ratio: float = 0.1
     lr_warmup_steps: int = 20
     schedule: str = choice("cosine", "constant")
+    # cosine: the step the decay ends at; None: max_steps. A fixed horizon makes the schedule
+    # independent of when a run stops (a study that compares steps to a target sets it)
+    decay_steps: int | None = None
     weight_decay: float = 0.1
     beta1: float = 0.9
     beta2: float = 0.95
@@ -100,7 +103,7 @@ class BenchmarkConfig:
     warmup_steps: int = 5  # untimed, unmetered; model state is restored afterwards
     window_steps: int = 10  # steps per metered window (k)
     eval_every_steps: int = 50  # must be a multiple of window_steps
-    eval_batches: int = 4
+    eval_batches: int = 4  # real data (text, bin); synthetic evals are data.eval_tokens' worth
     # a dense/MoE pair is declared, never guessed from names: benchmarks with the same `pair`
     # are compared (harness/submission/pairs.py), `role` says which side each is
     pair: str | None = None

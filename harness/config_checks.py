@@ -108,6 +108,10 @@ def validate(cfg: JoulebenchConfig) -> None:
             "must be >= 0",
             "use 0.01 and 0.001 (Switch, ST-MoE)",
         )
+    _require(b.optim.decay_steps is None or b.optim.decay_steps > b.optim.lr_warmup_steps,
+             "benchmark.optim.decay_steps", b.optim.decay_steps,
+             f"must be past the warm-up ({b.optim.lr_warmup_steps} steps)",
+             "omit it (the decay ends at max_steps) or give a later step")  # fmt: skip
     _require(
         b.optim.lr > 0,
         "benchmark.optim.lr",

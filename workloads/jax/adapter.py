@@ -18,9 +18,9 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from harness.errors import WorkloadError
-from workloads.base import WorkloadInfo, model_facts, step_stats_from_rows
+from workloads.base import WorkloadInfo, eval_sequences, model_facts, step_stats_from_rows
 from workloads.capacity import knowledge_extra
-from workloads.data import Batch, build_token_source
+from workloads.data import Batch, build_token_source, eval_batch_count
 from workloads.flops import peak_flops_per_s
 from workloads.jax import model as jm
 from workloads.jax.distributed import JaxGroup, initialize
@@ -29,6 +29,7 @@ from workloads.process_group import ProcessGroup
 
 def lr_schedule(optim, max_steps: int):
     """The torch side's lr_at as an optax schedule of the update count (no host input per step)."""
+    max_steps = optim.decay_steps or max_steps
 
     def schedule(count):
         step = count.astype(jnp.float32)
@@ -87,12 +88,11 @@ class JaxWorkload:
         # JAX's default attention is XLA's unfused one; on NVIDIA GPUs in bf16 ask for cuDNN's
         # fused flash attention (the counterpart of torch's SDPA flash kernel).
         self.attn_impl = "cudnn" if self.platform == "gpu" and self.precision == "bf16" else None
-        self.data = build_token_source(bench.data, m, bench.global_batch * bench.eval_batches)
+        n_eval = eval_batch_count(bench)
+        self.data = build_token_source(bench.data, m, bench.global_batch * n_eval)
         self.rng = np.random.default_rng([seed, bench.data.seed])
         self.batch_sharding = NamedSharding(self.mesh, P(("data", "expert")))
-        self.eval_batches = [
-            self._put(b) for b in self.data.eval_set(bench.global_batch, bench.eval_batches)
-        ]
+        self.eval_batches = [self._put(b) for b in self.data.eval_set(bench.global_batch, n_eval)]
 
         o = bench.optim
         adamw = optax.adamw(
@@ -197,6 +197,7 @@ class JaxWorkload:
                 "attention": self.attn_impl or "xla",
                 **knowledge_extra(self.bench, facts["params_total"]),
                 "train_sequences": self.data.train_sequences,
+                "eval_sequences": eval_sequences(self.bench),
                 **(
                     {
                         "cuda_device_indices": [

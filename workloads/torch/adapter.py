@@ -14,9 +14,9 @@ import numpy as np
 import torch
 
 from harness.errors import WorkloadError
-from workloads.base import WorkloadInfo, model_facts, step_stats_from_rows
+from workloads.base import WorkloadInfo, eval_sequences, model_facts, step_stats_from_rows
 from workloads.capacity import knowledge_extra
-from workloads.data import Batch, build_token_source
+from workloads.data import Batch, build_token_source, eval_batch_count
 from workloads.flops import peak_flops_per_s
 from workloads.process_group import ProcessGroup
 from workloads.torch import parallel
@@ -88,7 +88,9 @@ def compile_static(module: torch.nn.Module, signature: tuple) -> torch.nn.Module
 
 
 def lr_at(step: int, optim, max_steps: int) -> float:
-    """Linear warm-up then cosine decay to min_lr_ratio * lr at max_steps (or constant)."""
+    """Linear warm-up then cosine decay to min_lr_ratio * lr at optim.decay_steps (None:
+    max_steps), or constant."""
+    max_steps = optim.decay_steps or max_steps
     if step < optim.lr_warmup_steps:
         return optim.lr * (step + 1) / optim.lr_warmup_steps
     if optim.schedule == "constant":
@@ -112,11 +114,10 @@ class TorchWorkload:
         self.precision = (
             framework.precision if framework.precision != "auto" else ("bf16" if on_gpu else "fp32")
         )
-        self.data = build_token_source(
-            bench.data, bench.model, bench.global_batch * bench.eval_batches
-        )
+        n_eval = eval_batch_count(bench)
+        self.data = build_token_source(bench.data, bench.model, bench.global_batch * n_eval)
         self.rng = np.random.default_rng([seed, bench.data.seed])
-        self.eval_batches = self.data.eval_set(bench.global_batch, bench.eval_batches)
+        self.eval_batches = self.data.eval_set(bench.global_batch, n_eval)
 
         torch.manual_seed(seed)  # every rank builds the full model: the same weights as one process
         self.model = Transformer(bench.model).to(self.device)
@@ -162,6 +163,7 @@ class TorchWorkload:
         peak = peak_flops_per_s(name) if on_gpu else None
         extra = knowledge_extra(self.bench, facts["params_total"])
         extra["train_sequences"] = self.data.train_sequences
+        extra["eval_sequences"] = eval_sequences(self.bench)
         if on_gpu:
             index = self.device.index
             extra["cuda_device_indices"] = [index]
