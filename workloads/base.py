@@ -72,3 +72,10 @@ def model_facts(bench, actual_params: int) -> dict[str, Any]:
         ),
         "tokens_per_step": bench.global_batch * m.seq_len,
     }
+
+
+def eval_sequences(bench) -> int:
+    """Sequences one eval scores (MLPerf's eval_samples)."""
+    from workloads.data import eval_batch_count
+
+    return bench.global_batch * eval_batch_count(bench)

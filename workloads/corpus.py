@@ -245,9 +245,41 @@ class FactsFamily(Family):
         """Information in the table: what storing every fact takes."""
         return float(self.table_KV.size * np.log2(self.alphabet))
 
+    def full_records(self, length: int) -> int:
+        """Whole records a document of `length` content tokens holds (each starts a record)."""
+        return length // self.period
+
+    def cover_docs(self, length: int) -> int:
+        """Documents `cover` needs to hold every key's record once."""
+        per_doc = self.full_records(length)
+        if per_doc == 0:
+            raise ConfigError(
+                f"a facts record ({self.period} tokens) is longer than a document ({length}).",
+                "use a longer benchmark.model.seq_len or fewer facts_value_tokens.",
+            )
+        return -(-self.table_KV.shape[0] // per_doc)
+
+    def cover(self, length: int, rng) -> np.ndarray:
+        """The eval documents of the table: every key's whole record exactly once, in an order
+        drawn from `rng`. Where the keys do not fill the last document's whole records, those
+        take keys drawn at random; every document's partial tail record is drawn at random.
+        Returns (cover_docs(length), length) global token ids."""
+        n, per_doc = self.cover_docs(length), self.full_records(length)
+        records = -(-length // self.period)
+        rows_NR = rng.integers(0, self.table_KV.shape[0], size=(n, records))
+        order = rng.permutation(self.table_KV.shape[0])
+        slots = rows_NR[:, :per_doc].reshape(-1)
+        slots[: order.size] = order
+        rows_NR[:, :per_doc] = slots.reshape(n, per_doc)
+        return self._records(rows_NR, length)
+
     def sample(self, n, length, rng):
         records = -(-length // self.period)
         rows_NR = rng.integers(0, self.table_KV.shape[0], size=(n, records))
+        return self._records(rows_NR, length)
+
+    def _records(self, rows_NR: np.ndarray, length: int) -> np.ndarray:
+        n = rows_NR.shape[0]
         key_NR = rows_NR if self.key_ids_K is None else self.key_ids_K[rows_NR]
         digits = [(key_NR // self.alphabet**p) % self.alphabet for p in range(self.key_tokens)]
         key_part = np.stack(digits[::-1], axis=2)  # most significant token first
@@ -322,6 +354,42 @@ class MultiDomainCorpus:
         }
         self.families = {name: builders[name]() for name in families}
         self.vocab_size = vocab_size
+
+    def eval_docs(self, n_docs: int, doc_len: int, rng: np.random.Generator) -> np.ndarray:
+        """An eval set of (n_docs, doc_len) token ids in fixed family shares: the facts family
+        gets exactly the documents that hold every key's record once (FactsFamily.cover), the
+        other families split the rest equally (the first ones take the remainder)."""
+        names = list(self.families)
+        facts = self.families.get("facts")
+        n_facts = facts.cover_docs(doc_len - 1) if facts is not None else 0
+        others = [x for x in names if x != "facts"]
+        if n_facts + len(others) > n_docs or (not others and n_facts != n_docs):
+            need = n_facts + len(others)
+            raise ConfigError(
+                f"the eval set has {n_docs} sequences, but covering the facts table's "
+                f"{facts.table_KV.shape[0]} keys once takes {n_facts}"
+                + (f", and {len(others)} other families need one each." if others else "."),
+                f"set benchmark.data.eval_tokens to {need} sequences x seq_len "
+                f"({need * (doc_len - 1)} tokens) or more"
+                + ("." if others else ", exactly (a facts-only eval set holds the table once)."),
+            )
+        dtype = np.uint16 if self.vocab_size <= 65536 else np.uint32
+        docs = np.empty((n_docs, doc_len), dtype=dtype)
+        rest = n_docs - n_facts
+        counts = {x: rest // len(others) + (i < rest % len(others)) for i, x in enumerate(others)}
+        row = 0
+        for name in names:
+            k = n_facts if name == "facts" else counts[name]
+            docs[row : row + k, 0] = START[name]
+            family = self.families[name]
+            content = (
+                family.cover(doc_len - 1, rng)
+                if name == "facts"
+                else family.sample(k, doc_len - 1, rng)
+            )
+            docs[row : row + k, 1:] = content
+            row += k
+        return docs
 
     def sample(self, n_docs: int, doc_len: int, rng: np.random.Generator) -> np.ndarray:
         """(n_docs, doc_len) token ids: a start token then doc_len-1 content tokens."""

@@ -104,7 +104,7 @@ def _synthetic(data, model, n_eval_sequences: int) -> TokenSource:
     train = corpus.sample(
         max(1, -(-data.train_tokens // doc_len)), doc_len, np.random.default_rng([data.seed, 1])
     )
-    evals = corpus.sample(n_eval_sequences, doc_len, np.random.default_rng([data.seed, 2]))
+    evals = corpus.eval_docs(n_eval_sequences, doc_len, np.random.default_rng([data.seed, 2]))
     floor = float(corpus.optimal_nll(evals).mean())
     return TokenSource(train, evals, model.seq_len, model.vocab_size, floor)
 
@@ -147,6 +147,16 @@ def _real(data, model, n_eval_sequences: int) -> TokenSource:
         )
     train, evals = _split_tail(tokens, data.eval_tokens)
     return TokenSource(train, evals, model.seq_len, model.vocab_size, None)
+
+
+def eval_batch_count(bench) -> int:
+    """Global batches per eval. Synthetic data: as many as `data.eval_tokens` fills (rounded up
+    to whole batches), so the eval set is the size the config says; real data:
+    `benchmark.eval_batches` windows' worth, spread over the file's `eval_tokens` tail."""
+    if bench.data.kind != "synthetic":
+        return bench.eval_batches
+    sequences = -(-bench.data.eval_tokens // bench.model.seq_len)
+    return max(1, -(-sequences // bench.global_batch))
 
 
 _last_built: tuple[str, TokenSource] | None = None  # runs of one benchmark share its data

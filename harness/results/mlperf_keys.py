@@ -44,7 +44,7 @@ def run_header(cfg, info) -> list[tuple[str, Any, dict[str, Any]]]:
         ("gradient_accumulation_steps", 1, {}),
         ("max_sequence_length", bench.model.seq_len, {}),
         ("train_samples", extra.get("train_sequences"), {"unit": "sequences"}),
-        ("eval_samples", bench.global_batch * bench.eval_batches, {"unit": "sequences"}),
+        ("eval_samples", extra.get("eval_sequences"), {"unit": "sequences"}),
         ("max_steps", bench.max_steps, {}),
         ("opt_name", optim.name, {}),
         ("opt_base_learning_rate", optim.lr, {}),
