@@ -13,7 +13,9 @@ from collections.abc import Callable
 
 import numpy as np
 
+from harness.results.run_dir import interpolated_crossing
 from harness.results.schema import (
+    CrossingRecord,
     EnergyPerStep,
     EvalRecord,
     Metrics,
@@ -95,11 +97,13 @@ def compute_metrics(
     total_domains: list[str] | None = None,
     idle_power_w: dict[str, float] | None = None,
     counter_tick_s: float | None = None,
+    target: tuple[float, str] | None = None,
 ) -> tuple[Metrics, list[WindowRecord], list[str]]:
     """`total_domains` are summed for every total (all domains when None: with a wall meter
     only its domain counts, the device meters being its breakdown). `idle_power_w` gives
     `energy_above_idle_j`, reported beside the gross energy, never instead of it.
-    `counter_tick_s` is the slowest ticking counter's period among the total domains."""
+    `counter_tick_s` is the slowest ticking counter's period among the total domains.
+    `target` (threshold, direction) gives the interpolated crossing of the eval curve."""
     assert tl.run_start_ns is not None and tl.run_stop_ns is not None
     warnings: list[str] = []
     start, stop = tl.run_start_ns, tl.run_stop_ns
@@ -189,6 +193,13 @@ def compute_metrics(
         )
         for e in tl.evals
     ]
+    crossing = None
+    if target is not None:
+        points = [(e.eval_loss, e.step, e.t_s, e.energy_j) for e in evals]
+        found = interpolated_crossing(points, *target)
+        if found is not None:
+            (step, t_s, energy_j), bracketed = found
+            crossing = CrossingRecord(step, t_s, energy_j, bracketed)
     target = next((e for e in evals if e.reached_target), None)
     warmup_j = edges.between(tl.warmup_start_ns, tl.warmup_stop_ns) if warmup else None
     above_idle_j = None
@@ -224,5 +235,6 @@ def compute_metrics(
             )
             for s in tl.spans
         ],
+        target_crossing=crossing,
     )
     return metrics, windows, warnings

@@ -225,6 +225,7 @@ def assemble_result(
             meter.total_domains,
             meter.idle_power_w or None,
             slowest_tick_s(meter.counter_tick_s, meter.total_domains),
+            (bench.target.threshold, bench.target.direction),
         )
         all_warnings += metric_warnings
         if peak_memory_bytes is not None:

@@ -29,3 +29,23 @@ def run_total_domains(result: dict) -> list[str]:
 def target_met(value: float, threshold: float, direction: str) -> bool:
     """Whether an eval value meets the quality target (the runner's stop, the validator's check)."""
     return value <= threshold if direction == "lower" else value >= threshold
+
+
+def interpolated_crossing(
+    points: list[tuple[float, ...]], threshold: float, direction: str
+) -> tuple[tuple[float, ...], bool] | None:
+    """Where the eval curve crosses the target, beside MLPerf's first eval that meets it.
+
+    `points` are (eval value, then any quantities: step, time, energy so far) in eval order.
+    The first eval that meets the target and the one before it bracket the crossing; every
+    quantity is interpolated linearly at the value where the line between them meets the
+    threshold. Returns (the quantities there, True), or (the first eval's own, False) when the
+    very first eval already meets the target (nothing brackets it), or None when none does."""
+    first = next((i for i, p in enumerate(points) if target_met(p[0], threshold, direction)), None)
+    if first is None:
+        return None
+    if first == 0:
+        return tuple(points[0][1:]), False
+    (v0, *q0), (v1, *q1) = points[first - 1], points[first]
+    frac = (v0 - threshold) / (v0 - v1)  # v0 misses, v1 meets: 0 < frac <= 1 either direction
+    return tuple(a + frac * (b - a) for a, b in zip(q0, q1, strict=True)), True

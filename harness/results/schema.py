@@ -163,6 +163,18 @@ class SpanRecord:
 
 
 @dataclass
+class CrossingRecord:
+    """Where the eval curve crosses the target, interpolated linearly between the two evals
+    that bracket it (harness/results/run_dir.py interpolated_crossing); MLPerf's rule, the first
+    eval that meets it, stays the headline (energy_to_target_j, timing.time_to_target_s)."""
+
+    step: float
+    t_s: float
+    energy_j: float
+    bracketed: bool  # False: the first eval already met the target; its own values
+
+
+@dataclass
 class Metrics:
     steps: int
     tokens: int | None
@@ -183,6 +195,7 @@ class Metrics:
     energy_above_idle_j: float | None  # gross minus idle power x duration; gross stays the headline
     evals: list[EvalRecord]
     spans: list[SpanRecord] = field(default_factory=list)
+    target_crossing: CrossingRecord | None = None
 
 
 @dataclass
