@@ -214,6 +214,9 @@ def build_parser() -> argparse.ArgumentParser:
     from harness.equivalence import register as register_equivalence
 
     register_equivalence(sub)
+    from harness.study import register as register_study
+
+    register_study(sub)
     return parser
 
 
