@@ -11,7 +11,8 @@ arm shares; the study runs, for every model seed and data seed:
 
 Each run is `joulebench run` in its own process (`--jobs` at a time), in a directory of its
 own under `<out>/runs/<arm>/m<seed>-d<data seed>/`; a run whose result.json says it finished
-is reused, any other is run again from scratch. `study.json` records every arm's overrides,
+is reused if it ran with the overrides the spec gives it now (`<run>.overrides.json`), any
+other is run again from scratch. `study.json` records every arm's overrides,
 parameters and routing; the report (harness/study_report.py) reads them and the results.
 """
 
@@ -189,19 +190,36 @@ def plan(spec_path: str | Path) -> Study:
     )
 
 
-def finished(run_dir: Path) -> dict | None:
-    """The run's result when it finished (success or target_not_reached), else None."""
+def finished(run_dir: Path, overrides: list[str] | None = None) -> dict | None:
+    """The run's result when it finished (success or target_not_reached) and, with
+    `overrides`, was run with exactly those (its `.overrides.json` beside it), else None."""
     try:
         result = json.loads((run_dir / "result.json").read_text())
+        recorded = json.loads(_sidecar(run_dir).read_text()) if overrides is not None else None
     except (OSError, ValueError):
         return None
+    if overrides is not None and recorded != overrides:
+        return None  # the spec changed since: the arm is another experiment now
     return result if isinstance(result, dict) and result.get("status") in FINISHED else None
 
 
-def _command(study: Study, arm: Arm, seed: int, data_seed: int, run_dir: Path, threads: int):
+def _sidecar(run_dir: Path) -> Path:
+    return run_dir.with_name(run_dir.name + ".overrides.json")
+
+
+def _run_overrides(study: Study, arm: Arm, seed: int, data_seed: int) -> list[str]:
+    """What makes the run the experiment it is (not where it writes, nor its threads)."""
     return [
-        sys.executable, "-m", "harness.cli", "run", *arm.overrides,
-        f"seed={seed}", f"benchmark.data.seed={data_seed}", f"meter={study.meter}",
+        *arm.overrides,
+        f"seed={seed}",
+        f"benchmark.data.seed={data_seed}",
+        f"meter={study.meter}",
+    ]
+
+
+def _command(overrides: list[str], run_dir: Path, threads: int) -> list[str]:
+    return [
+        sys.executable, "-m", "harness.cli", "run", *overrides,
         f"run_dir={run_dir}", "progress=off", f"framework.threads={threads}",
     ]  # fmt: skip
 
@@ -225,7 +243,7 @@ def run_study(study: Study, out: Path, jobs: int = 1, threads: int = 1, log=prin
         for seed in study.model_seeds:
             for data_seed in study.data_seeds:
                 run_dir = study.run_dir(out, arm, seed, data_seed)
-                if finished(run_dir) is not None:
+                if finished(run_dir, _run_overrides(study, arm, seed, data_seed)) is not None:
                     reused += 1
                     continue
                 todo.append((arm, seed, data_seed, run_dir))
@@ -241,8 +259,10 @@ def run_study(study: Study, out: Path, jobs: int = 1, threads: int = 1, log=prin
                 if run_dir.exists():
                     shutil.rmtree(run_dir)  # an unfinished run starts again from scratch
                 run_dir.parent.mkdir(parents=True, exist_ok=True)
+                overrides = _run_overrides(study, arm, seed, data_seed)
+                atomic_write_json(_sidecar(run_dir), overrides)
                 log_file = (logs / f"{arm.name}-m{seed}-d{data_seed}.log").open("w")
-                cmd = _command(study, arm, seed, data_seed, run_dir, threads)
+                cmd = _command(overrides, run_dir, threads)
                 proc = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT)
                 running.append((proc, log_file, arm, seed, data_seed, run_dir))
             time.sleep(0.5)

@@ -190,6 +190,12 @@ def test_a_study_runs_reports_and_resumes(tmp_path):
         "success",
         "target_not_reached",
     )
+    # a spec that changes an arm reruns that arm only: its runs are another experiment now
+    (tmp_path / "mini.yaml").write_text(SPEC + "routing: {capacity_factor: 2.0}\n")
+    changed = _study(tmp_path)
+    assert changed.returncode == 0, changed.stderr[-2000:]
+    assert "3/3 runs (2 reused)" in changed.stderr and "moe-2 m1 d1234" in changed.stderr
+    assert "cf 2, cap 128" in (out / "summary.md").read_text()
 
 
 def test_a_bad_study_spec_is_one_line(tmp_path):
