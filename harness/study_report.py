@@ -74,9 +74,11 @@ def analyse(out: Path) -> dict:
             for data_seed in study["data_seeds"]:
                 path = out / "runs" / arm["name"] / f"m{seed}-d{data_seed}" / "result.json"
                 try:
-                    runs[arm["name"]][(seed, data_seed)] = run_facts(json.loads(path.read_text()))
+                    facts = run_facts(json.loads(path.read_text()))
                 except (OSError, ValueError):
                     continue
+                if facts["status"] in ("success", "target_not_reached"):  # finished runs only
+                    runs[arm["name"]][(seed, data_seed)] = facts
     arms = []
     for arm in study["arms"]:
         mine, ref = runs[arm["name"]], _reference(arm)
@@ -115,7 +117,8 @@ def analyse(out: Path) -> dict:
     ]
     values = [v for _, v in means]
     monotone = None not in values and all(a <= b for a, b in zip(values, values[1:], strict=False))
-    return {"study": study, "arms": arms, "monotone_2_to_16": monotone, "means_2_to_16": means}
+    return {"study": study, "arms": arms, "runs": runs, "monotone_2_to_16": monotone,
+            "means_2_to_16": means}  # fmt: skip
 
 
 def _fmt(x, spec: str = ".0f") -> str:
@@ -168,8 +171,24 @@ def summary_text(analysis: dict, command: str) -> str:
         "",
         f"Speed-up in steps (crossing, olympic means) from 2 to 16 experts is {verdict}: {means}.",
         "",
+        "## Every run",
+        "",
+        "| arm | model seed | data seed | status | steps to target, MLPerf | crossing | energy to target, MLPerf (J) | crossing (J) | dropped mean (max window) | final eval loss (floor) |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    return "\n".join(lines)
+    for name, by_seed in analysis["runs"].items():
+        for (seed, data_seed), r in sorted(by_seed.items()):
+            drops = (
+                "-"
+                if r["dropped_mean"] is None
+                else f"{100 * r['dropped_mean']:.2f}% ({100 * r['dropped_max']:.1f}%)"
+            )
+            lines.append(
+                f"| {name} | {seed} | {data_seed} | {r['status']} | {_fmt(r['steps_mlperf'])} "
+                f"| {_fmt(r['steps_crossing'], '.1f')} | {_fmt(r['energy_mlperf'])} | {_fmt(r['energy_crossing'])} "
+                f"| {drops} | {_fmt(r['final_eval_loss'], '.3f')} ({_fmt(r['loss_floor'], '.3f')}) |"
+            )
+    return "\n".join(lines + [""])
 
 
 def plot(analysis: dict, path: Path) -> None:
