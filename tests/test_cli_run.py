@@ -137,7 +137,8 @@ def test_mllog_discloses_what_mlcommons_common_rules_ask(simulated_run):
         "submission_status": "onprem",
         "cache_clear": False,
         "train_samples": r["workload"]["extra"]["train_sequences"],
-        "eval_samples": batch * cfg["eval_batches"],
+        # synthetic data: the eval set is data.eval_tokens' worth, in whole batches
+        "eval_samples": batch * -(-cfg["data"]["eval_tokens"] // (cfg["model"]["seq_len"] * batch)),
         "gradient_accumulation_steps": 1,
         "micro_batch_size": batch,
         "lowest_numerical_precision_in_linear": "fp32",  # CPU trains in fp32

@@ -112,6 +112,22 @@ def test_routing_grows_with_the_experts_by_hand():
     assert expert_capacity(1024, 32, 1.3536) == 44  # ceil(1.3536 * 32)
 
 
+def test_each_moe_result_records_its_capacity():
+    from harness.compose import compose_config
+    from workloads.moe_rules import routing_extra
+
+    over = ["benchmark=lm-moe-tiny", "benchmark.model.n_experts=32",
+            "benchmark.model.routing_groups=1", "benchmark.model.capacity_factor_train=1.3536"]  # fmt: skip
+    cfg, _ = compose_config(over)
+    assert routing_extra(cfg.benchmark)["routing"] == {
+        "experts": 32, "routing_groups": 1, "tokens_per_group": 1024,
+        "capacity_factor_train": 1.3536, "capacity_train": 44,  # ceil(1.3536 x 1024 / 32)
+        "capacity_factor_eval": 2.0, "capacity_eval": 64,  # ceil(2.0 x 1024 / 32)
+    }  # fmt: skip
+    dense, _ = compose_config(["benchmark=lm-dense-tiny"])
+    assert routing_extra(dense.benchmark) == {}
+
+
 def test_the_dropped_fraction_of_a_routing_is_the_hand_count():
     torch = pytest.importorskip("torch")
     from workloads.torch.moe import SwitchFFN

@@ -51,3 +51,23 @@ def scaled_routing(
     )
     per_expert = tokens / groups / n_experts
     return groups, round(max(capacity_factor, 1.0 + 2.0 / math.sqrt(per_expert)), 4)
+
+
+def routing_extra(bench) -> dict:
+    """{"routing": ...} for WorkloadInfo.extra (MoE only): the capacity each group gives each
+    expert, so a result says how many tokens its routing could drop, not only its factors."""
+    m = bench.model
+    if m.kind != "moe":
+        return {}
+    tokens = bench.global_batch * m.seq_len // m.routing_groups
+    return {
+        "routing": {
+            "experts": m.n_experts,
+            "routing_groups": m.routing_groups,
+            "tokens_per_group": tokens,
+            "capacity_factor_train": m.capacity_factor_train,
+            "capacity_train": expert_capacity(tokens, m.n_experts, m.capacity_factor_train),
+            "capacity_factor_eval": m.capacity_factor_eval,
+            "capacity_eval": expert_capacity(tokens, m.n_experts, m.capacity_factor_eval),
+        }
+    }

@@ -24,6 +24,7 @@ from workloads.data import Batch, build_token_source, eval_batch_count
 from workloads.flops import peak_flops_per_s
 from workloads.jax import model as jm
 from workloads.jax.distributed import JaxGroup, initialize
+from workloads.moe_rules import routing_extra
 from workloads.process_group import ProcessGroup
 
 
@@ -196,6 +197,7 @@ class JaxWorkload:
                 "process_count": jax.process_count(),
                 "attention": self.attn_impl or "xla",
                 **knowledge_extra(self.bench, facts["params_total"]),
+                **routing_extra(self.bench),
                 "train_sequences": self.data.train_sequences,
                 "eval_sequences": eval_sequences(self.bench),
                 **(

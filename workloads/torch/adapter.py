@@ -18,6 +18,7 @@ from workloads.base import WorkloadInfo, eval_sequences, model_facts, step_stats
 from workloads.capacity import knowledge_extra
 from workloads.data import Batch, build_token_source, eval_batch_count
 from workloads.flops import peak_flops_per_s
+from workloads.moe_rules import routing_extra
 from workloads.process_group import ProcessGroup
 from workloads.torch import parallel
 from workloads.torch.model import Transformer, lm_loss, training_loss
@@ -161,7 +162,7 @@ class TorchWorkload:
         on_gpu = self.device.type == "cuda"
         name = torch.cuda.get_device_name(self.device) if on_gpu else _cpu_name()
         peak = peak_flops_per_s(name) if on_gpu else None
-        extra = knowledge_extra(self.bench, facts["params_total"])
+        extra = {**knowledge_extra(self.bench, facts["params_total"]), **routing_extra(self.bench)}
         extra["train_sequences"] = self.data.train_sequences
         extra["eval_sequences"] = eval_sequences(self.bench)
         if on_gpu:
