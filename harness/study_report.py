@@ -144,6 +144,15 @@ def summary_text(analysis: dict, command: str) -> str:
         "the eval curve crosses the target, interpolated between the two evals that bracket it; "
         "*MLPerf*: the first eval at or below it.",
         "",
+        *(
+            [
+                "Energy comes from a simulated meter (constant watts x wall time): its speed-up is "
+                "a time ratio on whatever machine ran the study, not an energy measurement.",
+                "",
+            ]
+            if study["meter"] == "simulated"
+            else []
+        ),  # fmt: skip
         "| arm | experts | params (active) | routing | dropped mean (max) | reached | steps to target, crossing | MLPerf | speed-up steps, crossing | speed-up steps, MLPerf | speed-up energy, crossing |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
@@ -248,7 +257,9 @@ def plot(analysis: dict, path: Path) -> None:
         ax.set_xscale("log", base=2)
         ax.set_xticks(xs, [str(x) for x in xs])
         ax.set_xlabel("experts (FLOP-matched to dense)")
-        ax.set_ylabel(f"speed-up over dense, {title}")
+        simulated = key.startswith("energy") and analysis["study"]["meter"] == "simulated"
+        note = "\n(simulated meter: constant watts x wall time)" if simulated else ""
+        ax.set_ylabel(f"speed-up over dense, {title}{note}")
         ax.set_title(f"{title} (interpolated crossing)")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7, loc="best")
