@@ -34,7 +34,7 @@ def code_version() -> CodeVersion:
     return CodeVersion(package_version=__version__, git_sha=sha, git_dirty=dirty)
 
 
-def _framework_versions() -> dict[str, str]:
+def framework_versions() -> dict[str, str]:
     versions = {}
     for dist in ("torch", "jax", "jaxlib", "hydra-core", "numpy", "nvidia-ml-py"):
         try:
@@ -69,6 +69,6 @@ def collect_system(
         host_memory_gb=round(psutil.virtual_memory().total / 2**30, 2),
         os=f"{platform.system()} {platform.release()}",
         python=sys.version.split()[0],
-        frameworks=_framework_versions(),
+        frameworks=framework_versions(),
         world_size=world_size,
     )

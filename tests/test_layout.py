@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -70,7 +71,13 @@ def test_the_import_graph_has_no_circle():
 
 # The floor every room may stand on: the error types, and the result's record types (its
 # WorkloadInfo is what a workload says about itself). Neither imports anything of ours.
-FLOOR = ("harness", "harness.errors", "harness.results", "harness.results.schema")
+FLOOR = (
+    "harness",
+    "harness.errors",
+    "harness.results",
+    "harness.results.schema",
+    "harness.results.typecheck",
+)
 
 
 def test_the_floor_imports_nothing_of_ours():
@@ -134,9 +141,19 @@ def test_one_run_session_owns_the_run_files():
             if path.is_relative_to(REPO / "harness" / "submission"):
                 continue
             text = path.read_text()
-            if "atomic_write_json(" in text and '"result.json"' in text:
+            if re.search(r'atomic_write_json\([^)]*"result\.json"', text):
                 writers[str(path.relative_to(REPO))] = "result.json"
     assert set(writers) <= {"harness/session.py"}, writers
     for driver in ("api.py", "runner.py"):
         text = (REPO / "harness" / driver).read_text()
         assert "mllog.event(" not in text and "MLLogger" not in text and "build_meter" not in text
+
+
+def test_no_module_imports_a_private_name_from_another():
+    found = []
+    for name, path in _modules().items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] in PACKAGES:
+                found += [f"{name}: {a.name} from {node.module}" for a in node.names
+                          if a.name.startswith("_") and not a.name.startswith("__")]  # fmt: skip
+    assert found == [], found

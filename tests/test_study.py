@@ -14,6 +14,7 @@ import pytest
 from harness.errors import ConfigError
 from harness.results.run_dir import interpolated_crossing
 from workloads.corpus import FIRST_CONTENT, START, FactsFamily, MultiDomainCorpus
+from workloads.eval_set import eval_docs
 from workloads.moe_rules import expert_capacity, scaled_routing
 
 REPO = Path(__file__).resolve().parents[1]
@@ -65,7 +66,7 @@ def test_the_eval_set_holds_every_fact_exactly_once(value_tokens, doc_len):
     corpus = MultiDomainCorpus(128, 7, families=("markov1", "facts"), facts_shape=(1, value_tokens))
     facts = corpus.families["facts"]
     keys, period = facts.table_KV.shape[0], facts.period
-    docs = corpus.eval_docs(128, doc_len, np.random.default_rng(3))
+    docs = eval_docs(corpus, 128, doc_len, np.random.default_rng(3))
     fact_docs = docs[docs[:, 0] == START["facts"]]
     per_doc = (doc_len - 1) // period  # 1, 2 and 3 whole records a document
     assert len(fact_docs) == math.ceil(keys / per_doc)
@@ -79,7 +80,7 @@ def test_the_eval_set_holds_every_fact_exactly_once(value_tokens, doc_len):
 def test_an_eval_set_too_small_for_the_table_is_one_config_error():
     corpus = MultiDomainCorpus(128, 7, families=("markov1", "facts"), facts_shape=(1, 60))
     with pytest.raises(ConfigError) as err:
-        corpus.eval_docs(100, 65, np.random.default_rng(0))  # 123 keys need 123 documents
+        eval_docs(corpus, 100, 65, np.random.default_rng(0))  # 123 keys need 123 documents
     assert "123" in err.value.problem and "eval_tokens" in err.value.fix
 
 

@@ -14,6 +14,7 @@ import numpy as np
 
 from harness.errors import ConfigError
 from workloads.corpus import MultiDomainCorpus
+from workloads.eval_set import eval_docs
 
 
 @dataclass(frozen=True)
@@ -104,7 +105,7 @@ def _synthetic(data, model, n_eval_sequences: int) -> TokenSource:
     train = corpus.sample(
         max(1, -(-data.train_tokens // doc_len)), doc_len, np.random.default_rng([data.seed, 1])
     )
-    evals = corpus.eval_docs(n_eval_sequences, doc_len, np.random.default_rng([data.seed, 2]))
+    evals = eval_docs(corpus, n_eval_sequences, doc_len, np.random.default_rng([data.seed, 2]))
     floor = float(corpus.optimal_nll(evals).mean())
     return TokenSource(train, evals, model.seq_len, model.vocab_size, floor)
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import types
-import typing
 from dataclasses import dataclass, field
 from typing import Any
+
+from harness.results.typecheck import type_problems
 
 SCHEMA_VERSION = "1"
 IN_EVERY_FILE = {"required": True}  # a field with a default in code that every file must hold
@@ -323,81 +323,9 @@ def to_json_dict(result: Result) -> dict[str, Any]:
     return clean(dataclasses.asdict(result))
 
 
-def _type_name(tp: Any) -> str:
-    return getattr(tp, "__name__", str(tp))
-
-
-def _check(value: Any, tp: Any, path: str, problems: list[str]) -> None:
-    origin = typing.get_origin(tp)
-    if origin in (typing.Union, types.UnionType):
-        options = typing.get_args(tp)
-        if value is None and type(None) in options:
-            return
-        non_none = [t for t in options if t is not type(None)]
-        if len(non_none) == 1:
-            _check(value, non_none[0], path, problems)
-        elif not any(not _collect(value, t, path) for t in non_none):
-            problems.append(
-                f"{path}: {value!r} matches none of {[_type_name(t) for t in non_none]}"
-            )
-        return
-    if tp is Any:
-        return
-    if dataclasses.is_dataclass(tp):
-        if not isinstance(value, dict):
-            problems.append(f"{path}: expected an object, got {type(value).__name__}")
-            return
-        hints = typing.get_type_hints(tp)
-        for f in dataclasses.fields(tp):
-            required = f.metadata.get("required") or (
-                f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-            )
-            if f.name not in value:
-                if required:
-                    problems.append(f"{path}.{f.name}: missing")
-                continue
-            _check(value[f.name], hints[f.name], f"{path}.{f.name}", problems)
-        return
-    if origin is list:
-        if not isinstance(value, list):
-            problems.append(f"{path}: expected a list, got {type(value).__name__}")
-            return
-        (item_tp,) = typing.get_args(tp)
-        for i, item in enumerate(value):
-            _check(item, item_tp, f"{path}[{i}]", problems)
-        return
-    if origin is dict:
-        if not isinstance(value, dict):
-            problems.append(f"{path}: expected an object, got {type(value).__name__}")
-            return
-        _key_tp, val_tp = typing.get_args(tp)
-        for k, v in value.items():
-            _check(v, val_tp, f"{path}.{k}", problems)
-        return
-    if tp is float:
-        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-        if ok and not math.isfinite(value):
-            problems.append(f"{path}: {value!r} is not a finite number")
-        elif not ok:
-            problems.append(f"{path}: expected a number, got {type(value).__name__}")
-        return
-    if tp is int:
-        if not isinstance(value, int) or isinstance(value, bool):
-            problems.append(f"{path}: expected an integer, got {type(value).__name__}")
-        return
-    if tp in (str, bool) and not isinstance(value, tp):
-        problems.append(f"{path}: expected {tp.__name__}, got {type(value).__name__}")
-
-
-def _collect(value: Any, tp: Any, path: str) -> list[str]:
-    problems: list[str] = []
-    _check(value, tp, path, problems)
-    return problems
-
-
 def check_result(data: Any) -> list[str]:
     """Every way `data` (parsed result.json) departs from the schema; empty when it conforms."""
-    problems = _collect(data, Result, "result")
+    problems = type_problems(data, Result, "result")
     if isinstance(data, dict):
         if data.get("schema_version") != SCHEMA_VERSION:
             problems.append(

@@ -29,7 +29,7 @@ def system_template(name: str | None = None, nodes: int = 1) -> dict:
 
     import psutil
 
-    from harness.system import _framework_versions, cpu_model_name
+    from harness.system import cpu_model_name, framework_versions
 
     accelerator, count, driver, memory = cpu_model_name(), 1, None, ""
     try:
@@ -45,7 +45,7 @@ def system_template(name: str | None = None, nodes: int = 1) -> dict:
         pynvml.nvmlShutdown()
     except Exception:  # noqa: BLE001 - no GPU: a CPU-only system, the CPU trains
         count = 1
-    frameworks = _framework_versions()
+    frameworks = framework_versions()
     cores = psutil.cpu_count(logical=False) or psutil.cpu_count() or 0
     freq = psutil.cpu_freq()
     cpu_only = driver is None
