@@ -115,6 +115,7 @@ def _routed(base: list[str], experts: int, routing: dict) -> tuple[list[str], di
         bench.model.seq_len,
         int(routing.get("tokens_per_expert", 64)),
         float(routing.get("capacity_factor", 1.25)),
+        float(routing.get("slack_sigmas", 2.0)),
     )
     tokens = bench.global_batch * bench.model.seq_len // groups
     record = {
@@ -167,7 +168,9 @@ def plan(spec_path: str | Path) -> Study:
             "control-dense", "dense", "control", None, [f"benchmark={control['dense']}", *extra]
         )
         c_over, c_routing = _routed(
-            [f"benchmark={control['moe']}", *extra], int(control.get("experts", 8)), routing
+            [f"benchmark={control['moe']}", *extra],
+            int(control.get("experts", 8)),
+            {**routing, **(control.get("routing") or {})},
         )
         c_moe = Arm(
             "control-moe",

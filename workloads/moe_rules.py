@@ -32,6 +32,7 @@ def scaled_routing(
     seq_len: int,
     tokens_per_expert: int = 64,
     capacity_factor: float = 1.25,
+    slack_sigmas: float = 2.0,
 ) -> tuple[int, float]:
     """(routing_groups, capacity_factor_train) that keep drops rare at any expert count.
 
@@ -40,9 +41,10 @@ def scaled_routing(
     (128-token groups give 16 experts 8 tokens each, and drop about a tenth of the tokens). So
     groups grow with the experts, to `tokens_per_expert` per expert (the most groups of whole
     sequences that still hold that many), and where the batch is too small for that, the
-    capacity factor grows instead, keeping the slack per expert at two such deviations:
-    cf = max(capacity_factor, 1 + 2 / sqrt(S/E)). At 64 tokens per expert that is Switch's
-    1.25 exactly."""
+    capacity factor grows instead, keeping the slack per expert at `slack_sigmas` such
+    deviations: cf = max(capacity_factor, 1 + slack_sigmas / sqrt(S/E)). At 64 tokens per expert
+    two deviations are Switch's 1.25 exactly; a learning router is less balanced than chance,
+    so a study may ask for more."""
     want = tokens_per_expert * n_experts
     tokens = global_batch * seq_len
     groups = max(
@@ -50,7 +52,7 @@ def scaled_routing(
         default=1,
     )
     per_expert = tokens / groups / n_experts
-    return groups, round(max(capacity_factor, 1.0 + 2.0 / math.sqrt(per_expert)), 4)
+    return groups, round(max(capacity_factor, 1.0 + slack_sigmas / math.sqrt(per_expert)), 4)
 
 
 def routing_extra(bench) -> dict:
