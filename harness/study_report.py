@@ -43,7 +43,18 @@ def run_facts(result: dict) -> dict:
         "dropped_max": max(drops) if drops else None,
         "final_eval_loss": m.get("final_eval_loss"),
         "loss_floor": (result.get("workload") or {}).get("loss_floor_nats"),
+        # a run that missed the target took more than all it ran: bounds for its speed-up
+        "steps_bound": m.get("steps"),
+        "energy_bound": m.get("energy_total_j"),
     }
+
+
+def _arm_value(r: dict, key: str) -> tuple[float | None, bool]:
+    """(the run's steps or energy to target, whether it is only a lower bound: a run that
+    missed the target counts as needing more than all it ran, as MLPerf ranks it slowest)."""
+    if r[key] is not None:
+        return r[key], False
+    return r["steps_bound" if key.startswith("steps") else "energy_bound"], True
 
 
 def _olympic(values: list[float]) -> float | None:
@@ -99,13 +110,16 @@ def analyse(out: Path) -> dict:
         row["speedup"] = {}
         if ref is not None:
             for key in MEASURES:
-                pairs = [
-                    runs[ref][k][key] / r[key]
-                    for k, r in mine.items()
-                    if k in runs[ref] and r[key] and runs[ref][k][key]
-                ]
+                pairs, bounds = [], []
+                for k, r in mine.items():
+                    value, bound = _arm_value(r, key)
+                    if k in runs[ref] and value and runs[ref][k][key]:
+                        pairs.append(runs[ref][k][key] / value)
+                        bounds.append(bound)
                 row["speedup"][key] = {
                     "per_seed": pairs,
+                    "upper_bound": bounds,  # per seed pair: the arm missed, so at most this
+                    "bounded": any(bounds),
                     "olympic": _olympic(pairs),
                     "min": min(pairs, default=None),
                     "max": max(pairs, default=None),
@@ -129,7 +143,8 @@ def _speed(row: dict, key: str) -> str:
     s = row["speedup"].get(key)
     if not s or s["olympic"] is None:
         return "-"
-    return f"{s['olympic']:.2f} ({s['min']:.2f}-{s['max']:.2f})"
+    at_most = "at most " if s["bounded"] else ""
+    return f"{at_most}{s['olympic']:.2f} ({s['min']:.2f}-{s['max']:.2f})"
 
 
 def summary_text(analysis: dict, command: str) -> str:
@@ -142,7 +157,9 @@ def summary_text(analysis: dict, command: str) -> str:
         "run's steps (or energy) to target over the arm's, for the same model and data seed; "
         "olympic mean over seed pairs (the ruleset's trim), with the range. *Crossing*: where "
         "the eval curve crosses the target, interpolated between the two evals that bracket it; "
-        "*MLPerf*: the first eval at or below it.",
+        "*MLPerf*: the first eval at or below it. A run that missed the target counts as "
+        "needing more than all it ran (MLPerf ranks it slowest), so a speed-up it enters is an "
+        "upper bound, marked *at most* (and plotted as a down-pointing triangle).",
         "",
         *(
             [
@@ -217,26 +234,22 @@ def plot(analysis: dict, path: Path) -> None:
     ):
         xs = [a["experts"] for a in moe]
         for a in moe:
-            per = a["speedup"][key]["per_seed"]
-            jitter = [
-                a["experts"] * (1 + 0.04 * (i - (len(per) - 1) / 2) / max(1, len(per)))
-                for i in range(len(per))
-            ]
-            ax.scatter(
-                jitter,
-                per,
-                s=14,
-                color="tab:blue",
-                alpha=0.5,
-                label="MoE, one seed pair" if a is moe[0] else None,
-            )
-        ax.plot(
-            xs,
-            [a["speedup"][key]["olympic"] for a in moe],
-            "o-",
-            color="tab:blue",
-            label="MoE, olympic mean",
-        )
+            per, bound = a["speedup"][key]["per_seed"], a["speedup"][key]["upper_bound"]
+            for i, (value, at_most) in enumerate(zip(per, bound, strict=True)):
+                x = a["experts"] * (1 + 0.25 * (i - (len(per) - 1) / 2) / max(1, len(per)))
+                first = a is moe[0] and i == 0
+                ax.scatter([x], [value], s=16 if at_most else 14, marker="v" if at_most else "o",
+                           color="tab:red" if at_most else "tab:blue", alpha=0.6,
+                           label="MoE, one seed pair" if first else None)  # fmt: skip
+        means = [a["speedup"][key]["olympic"] for a in moe]
+        ax.plot(xs, means, "-", color="tab:blue", label="MoE, olympic mean")
+        for a, mean in zip(moe, means, strict=True):
+            hollow = a["speedup"][key]["bounded"]
+            ax.scatter([a["experts"]], [mean], s=50, color="white" if hollow else "tab:blue",
+                       edgecolors="tab:blue", zorder=3)  # fmt: skip
+        if any(a["speedup"][key]["bounded"] for a in moe):
+            ax.scatter([], [], marker="v", color="tab:red",
+                       label="missed the target: at most (hollow mean: includes these)")  # fmt: skip
         for a in arms:
             s = a["speedup"].get(key) or {}
             if a["group"] == "bound" and s.get("olympic") is not None:

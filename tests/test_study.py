@@ -220,3 +220,40 @@ def test_a_bad_study_spec_is_one_line(tmp_path):
     bad = _study(tmp_path)
     assert bad.returncode == 2
     assert bad.stderr.count("\n") == 1 and "experts=[1]" in bad.stderr
+
+
+def _fake_run(folder: Path, steps: int, reached: bool, energy: float) -> None:
+    folder.mkdir(parents=True)
+    evals = [{"step": steps, "t_s": 1.0, "energy_j": energy, "eval_loss": 0.5 if reached else 0.9,
+              "reached_target": reached}]  # fmt: skip
+    crossing = {"step": steps - 10.0, "t_s": 0.9, "energy_j": energy - 5, "bracketed": True}
+    metrics = {"evals": evals, "steps": steps, "energy_total_j": energy,
+               "energy_to_target_j": energy if reached else None,
+               "target_crossing": crossing if reached else None, "final_eval_loss": 0.5}  # fmt: skip
+    result = {"status": "success" if reached else "target_not_reached", "metrics": metrics,
+              "windows": [], "workload": {"loss_floor_nats": 0.4}}  # fmt: skip
+    (folder / "result.json").write_text(json.dumps(result))
+
+
+def test_a_run_that_missed_the_target_bounds_its_speed_up(tmp_path):
+    from harness.study_report import analyse, summary_text
+
+    arms = [{"name": "dense", "role": "dense", "group": "study", "experts": None},
+            {"name": "moe-2", "role": "moe", "group": "study", "experts": 2}]  # fmt: skip
+    for arm in arms:
+        arm.update(overrides=[], params_total=1, params_active=1, routing=None)
+    study = {"name": "t", "spec": "t.yaml", "meter": "simulated", "model_seeds": [1, 2],
+             "data_seeds": [7], "arms": arms}  # fmt: skip
+    (tmp_path / "study.json").write_text(json.dumps(study))
+    _fake_run(tmp_path / "runs/dense/m1-d7", 100, True, 1000.0)
+    _fake_run(tmp_path / "runs/dense/m2-d7", 120, True, 1200.0)
+    _fake_run(tmp_path / "runs/moe-2/m1-d7", 80, True, 900.0)
+    _fake_run(tmp_path / "runs/moe-2/m2-d7", 200, False, 2000.0)  # missed: 200 steps and more
+    a = analyse(tmp_path)
+    speed = a["arms"][1]["speedup"]["steps_crossing"]
+    # crossings: dense 90 and 110; moe 70, and more than its 200 steps for the one that missed
+    assert speed["per_seed"] == pytest.approx([90 / 70, 110 / 200])
+    assert speed["upper_bound"] == [False, True] and speed["bounded"]
+    assert speed["olympic"] == pytest.approx((90 / 70 + 110 / 200) / 2)  # 2 runs: no trim
+    assert f"at most {(90 / 70 + 110 / 200) / 2:.2f}" in summary_text(a, "cmd")
+    assert a["arms"][1]["reached"] == 1
