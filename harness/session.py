@@ -92,25 +92,35 @@ def make_run_dir(cfg: JoulebenchConfig, tl: Timeline, run_id: str) -> Path:
 
 
 class _Counts:
-    """Tokens and FLOPs per step as a loop reports them (Measurement.step), for the result."""
+    """Tokens and FLOPs per step as a loop reports them (Measurement.step), kept as running
+    sums (a run may take millions of steps), for the final result."""
 
     def __init__(self):
-        self.tokens: list[int] = []
-        self.flops: list[float] = []
+        self.token_steps, self.tokens, self.first_tokens = 0, 0, None
+        self.tokens_varied, self.flops_steps, self.flops = False, 0, 0.0
+
+    def add(self, tokens: int | None, flops: float | None) -> None:
+        if tokens is not None:
+            tokens = int(tokens)
+            self.first_tokens = tokens if self.first_tokens is None else self.first_tokens
+            self.tokens_varied |= tokens != self.first_tokens
+            self.token_steps, self.tokens = self.token_steps + 1, self.tokens + tokens
+        if flops is not None:
+            self.flops_steps, self.flops = self.flops_steps + 1, self.flops + float(flops)
 
     def settled(self, info, steps: int) -> tuple[object, str | None]:
         """`info` with the counts it lacks filled in, and a warning when tokens varied."""
         fill, warning = {}, None
-        if self.tokens and info.tokens_per_step is None:
-            fill["tokens_per_step"] = round(sum(self.tokens) / len(self.tokens))
-            if len(set(self.tokens)) > 1:
+        if self.token_steps and info.tokens_per_step is None:
+            fill["tokens_per_step"] = round(self.tokens / self.token_steps)
+            if self.tokens_varied:
                 warning = (
                     "tokens per step varied; throughput and joules per token use the mean, "
                     f"{fill['tokens_per_step']}."
                 )
         per_step = fill.get("tokens_per_step", info.tokens_per_step)
-        if self.flops and info.flops_per_token is None and per_step:
-            fill["flops_per_token"] = sum(self.flops) / max(1, steps) / per_step
+        if self.flops_steps and info.flops_per_token is None and per_step:
+            fill["flops_per_token"] = self.flops / max(1, steps) / per_step
         return (dataclasses.replace(info, **fill) if fill else info), warning
 
 
@@ -210,10 +220,8 @@ class RunSession:
             self._block(True, self._resume_ns)
             self._resume_ns = None
         self.tl.steps += 1
-        if tokens is not None:
-            self._counts.tokens.append(int(tokens))
-        if flops is not None:
-            self._counts.flops.append(float(flops))
+        if tokens is not None or flops is not None:
+            self._counts.add(tokens, flops)
 
     def edge(self, stop_requested: bool = False) -> tuple[bool, bool]:
         """A window edge's one collective (barrier, stop vote, every rank's power so far):

@@ -30,8 +30,8 @@ import yaml
 
 from harness.errors import ConfigError
 from harness.results.writer import atomic_write_json
+from harness.submission.findings import ACCEPTED_STATUS as FINISHED  # finished runs
 
-FINISHED = ("success", "target_not_reached")
 SPEC_KEYS = {
     "name", "dense", "moe", "overrides", "experts", "routing", "bound", "control",
     "model_seeds", "data_seeds", "meter",
@@ -105,10 +105,28 @@ def _counts(bench) -> tuple[int, int]:
     return c.total, c.active
 
 
-def _routed(base: list[str], experts: int, routing: dict) -> tuple[list[str], dict]:
-    from workloads.moe_rules import expert_capacity, scaled_routing
+def _arm(name: str, group: str, overrides: list[str]) -> Arm:
+    """An arm, its config composed once: its kind, experts, parameters and routing record."""
+    from workloads.moe_rules import routing_extra
 
-    bench = _model_of([*base, f"benchmark.model.n_experts={experts}"])
+    bench = _model_of(overrides)
+    moe = bench.model.kind == "moe"
+    total, active = _counts(bench)
+    routing = None
+    if moe:
+        r = routing_extra(bench)["routing"]
+        routing = {k: r[k] for k in ("routing_groups", "tokens_per_group", "capacity_factor_train")}
+        routing["capacity"] = r["capacity_train"]
+    experts = bench.model.n_experts if moe else None
+    role = "moe" if moe else "dense"
+    return Arm(name, role, group, experts, overrides, total, active, routing)
+
+
+def _routed(base: list[str], experts: int, routing: dict) -> list[str]:
+    """`base` with `experts` experts, routed by workloads/moe_rules.py scaled_routing."""
+    from workloads.moe_rules import scaled_routing
+
+    bench = _model_of(base)  # the batch and sequence length do not depend on the experts
     groups, cf = scaled_routing(
         experts,
         bench.global_batch,
@@ -117,19 +135,12 @@ def _routed(base: list[str], experts: int, routing: dict) -> tuple[list[str], di
         float(routing.get("capacity_factor", 1.25)),
         float(routing.get("slack_sigmas", 2.0)),
     )
-    tokens = bench.global_batch * bench.model.seq_len // groups
-    record = {
-        "routing_groups": groups,
-        "tokens_per_group": tokens,
-        "capacity_factor_train": cf,
-        "capacity": expert_capacity(tokens, experts, cf),
-    }
-    extra = [
+    return [
+        *base,
         f"benchmark.model.n_experts={experts}",
         f"benchmark.model.routing_groups={groups}",
         f"benchmark.model.capacity_factor_train={cf}",
     ]
-    return [*base, *extra], record
 
 
 def _matched_d_ff(base: list[str], target_total: int) -> int:
@@ -147,42 +158,22 @@ def plan(spec_path: str | Path) -> Study:
     routing = data.get("routing") or {}
     dense_base = [f"benchmark={data['dense']}", *common]
     moe_base = [f"benchmark={data['moe']}", *common]
-    arms = [Arm("dense", "dense", "study", None, dense_base)]
-    for e in sorted(data["experts"]):
-        overrides, record = _routed(moe_base, e, routing)
-        arms.append(Arm(f"moe-{e}", "moe", "study", e, overrides, routing=record))
-    for arm in arms:
-        arm.params_total, arm.params_active = _counts(_model_of(arm.overrides))
+    arms = [_arm("dense", "study", dense_base)]
+    arms += [
+        _arm(f"moe-{e}", "study", _routed(moe_base, e, routing)) for e in sorted(data["experts"])
+    ]
     if data.get("bound"):
-        largest = arms[-1].params_total
-        d_ff = _matched_d_ff(dense_base, largest)
-        bound = Arm(
-            "dense-bound", "dense", "bound", None, [*dense_base, f"benchmark.model.d_ff={d_ff}"]
-        )
-        bound.params_total, bound.params_active = _counts(_model_of(bound.overrides))
-        arms.append(bound)
+        d_ff = _matched_d_ff(dense_base, arms[-1].params_total)
+        arms.append(_arm("dense-bound", "bound", [*dense_base, f"benchmark.model.d_ff={d_ff}"]))
     control = data.get("control")
     if control:
         extra = [str(o) for o in control.get("overrides") or []]
-        c_dense = Arm(
-            "control-dense", "dense", "control", None, [f"benchmark={control['dense']}", *extra]
+        c_routing = {**routing, **(control.get("routing") or {})}
+        c_moe = _routed(
+            [f"benchmark={control['moe']}", *extra], int(control.get("experts", 8)), c_routing
         )
-        c_over, c_routing = _routed(
-            [f"benchmark={control['moe']}", *extra],
-            int(control.get("experts", 8)),
-            {**routing, **(control.get("routing") or {})},
-        )
-        c_moe = Arm(
-            "control-moe",
-            "moe",
-            "control",
-            int(control.get("experts", 8)),
-            c_over,
-            routing=c_routing,
-        )
-        for arm in (c_dense, c_moe):
-            arm.params_total, arm.params_active = _counts(_model_of(arm.overrides))
-        arms += [c_dense, c_moe]
+        arms.append(_arm("control-dense", "control", [f"benchmark={control['dense']}", *extra]))
+        arms.append(_arm("control-moe", "control", c_moe))
     return Study(
         name=str(data.get("name") or Path(spec_path).stem),
         arms=arms,

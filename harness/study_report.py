@@ -19,6 +19,7 @@ from pathlib import Path
 
 from harness.errors import ConfigError
 from harness.results.writer import atomic_write_text
+from harness.submission.findings import ACCEPTED_STATUS
 
 MEASURES = ("steps_crossing", "steps_mlperf", "energy_crossing", "energy_mlperf")
 
@@ -88,7 +89,7 @@ def analyse(out: Path) -> dict:
                     facts = run_facts(json.loads(path.read_text()))
                 except (OSError, ValueError):
                     continue
-                if facts["status"] in ("success", "target_not_reached"):  # finished runs only
+                if facts["status"] in ACCEPTED_STATUS:  # finished runs only
                     runs[arm["name"]][(seed, data_seed)] = facts
     arms = []
     for arm in study["arms"]:
