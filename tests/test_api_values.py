@@ -35,3 +35,16 @@ def test_a_group_option_by_name_still_picks_its_file(tmp_path):
 def test_a_wrong_value_is_one_config_error(tmp_path, carbon, said):
     with pytest.raises(ConfigError, match=said):
         Measurement("mine", "simulated", tmp_path / "r", carbon=carbon)
+
+
+def test_counts_a_loop_reports_are_means_and_a_varying_count_is_said(tmp_path):
+    import json
+
+    with Measurement("mine", "simulated", tmp_path / "r", window_steps=2) as m:
+        for tokens in (100, 200, 100, 200):  # mean 150 tokens a step
+            m.step(tokens=tokens, flops=300.0 * tokens)  # 300 FLOPs a token
+    r = json.loads((tmp_path / "r" / "result.json").read_text())
+    assert r["workload"]["tokens_per_step"] == 150
+    # the FLOPs reported over the 4 steps, per step, per token of the mean step: 300 * 150 / 150
+    assert r["workload"]["flops_per_token"] == pytest.approx(300.0)
+    assert any("tokens per step varied" in w and "150" in w for w in r["warnings"])
