@@ -257,3 +257,15 @@ def test_a_run_that_missed_the_target_bounds_its_speed_up(tmp_path):
     assert speed["olympic"] == pytest.approx((90 / 70 + 110 / 200) / 2)  # 2 runs: no trim
     assert f"at most {(90 / 70 + 110 / 200) / 2:.2f}" in summary_text(a, "cmd")
     assert a["arms"][1]["reached"] == 1
+
+
+def test_the_mlperf_log_names_the_fixed_decay_horizon():
+    from harness.compose import compose_config
+    from harness.results.mlperf_keys import run_header
+    from workloads.custom import workload_info
+
+    info = workload_info({"framework": "external"})
+    for over, horizon in (([], 600 - 20), (["benchmark.optim.decay_steps=4000"], 4000 - 20)):
+        cfg, _ = compose_config(["benchmark=lm-dense-tiny", *over])
+        logged = {k: v for k, v, _ in run_header(cfg, info)}
+        assert logged["opt_learning_rate_decay_steps"] == horizon

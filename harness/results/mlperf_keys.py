@@ -50,7 +50,12 @@ def run_header(cfg, info) -> list[tuple[str, Any, dict[str, Any]]]:
         ("opt_base_learning_rate", optim.lr, {}),
         ("opt_end_learning_rate", optim.lr * optim.min_lr_ratio, {}),
         ("opt_learning_rate_warmup_steps", optim.lr_warmup_steps, {}),
-        ("opt_learning_rate_decay_steps", max(0, bench.max_steps - optim.lr_warmup_steps), {}),
+        # the cosine horizon: optim.decay_steps when set (a study's fixed horizon), else max_steps
+        (
+            "opt_learning_rate_decay_steps",
+            max(0, (optim.decay_steps or bench.max_steps) - optim.lr_warmup_steps),
+            {},
+        ),  # fmt: skip
         ("opt_learning_rate_decay_schedule", decay, {}),
         ("opt_adamw_beta_1", optim.beta1, {}),
         ("opt_adamw_beta_2", optim.beta2, {}),
