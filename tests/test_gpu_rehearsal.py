@@ -92,12 +92,19 @@ def test_every_output_comes_back_and_fits_the_device_tool(rehearsal):
     assert probe["uuid_match"]["matched"] is False  # the broken lookup is reported...
     assert any("knows no GPU" in p for p in probe["problems"])
     assert probe["fields"]["return_codes"]["energy"] == {"0": 200}  # ...and the rest measured
-    assert probe["tick"]["tick_s"] == pytest.approx(0.1, rel=0.05)
+    # the fake ticks every 0.1 s of real time, and the probe sees it through a CPU that may be
+    # busy: here only that a tick of that order was found and reported. How exactly ticks are
+    # detected is pinned on replayed timelines (tests/test_counter_ticks.py), not on this clock.
+    assert 0.05 < probe["tick"]["tick_s"] < 0.2
 
     bench = json.loads((out / "meter_bench.json").read_text())
     assert bench["summary"]["pairs_done"] == 3
     # the fake's counter is the exact integral of its power curve
     assert bench["summary"]["power_integral_over_counter_mean"] == pytest.approx(1.0, abs=0.03)
+
+
+def probe_tick(out):
+    return json.loads((out / "probe.json").read_text())["tick"]["tick_s"]
 
 
 @pytest.mark.slow
@@ -112,7 +119,7 @@ def test_the_summary_has_every_key_from_the_run_outputs(rehearsal):
     ):  # fmt: skip
         assert key in summary, key
     assert summary["device"] == "NVIDIA H200"  # what NVML (the fake) named
-    assert summary["nvml_tick_s"] == pytest.approx(0.1, rel=0.05)
+    assert summary["nvml_tick_s"] == probe_tick(out)  # copied from the probe, not measured again
     assert summary["jax_over_torch_tokens_per_s_dense_medium"] > 0
     ratio = summary["moe_over_dense_energy_to_target"]
     assert ratio["min"] <= ratio["olympic"] <= ratio["max"]
