@@ -217,6 +217,9 @@ def build_parser() -> argparse.ArgumentParser:
     from harness.study import register as register_study
 
     register_study(sub)
+    from harness.imports.cli import register as register_imports
+
+    register_imports(sub)
     return parser
 
 
@@ -236,6 +239,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("joulebench: interrupted.", file=sys.stderr)
         return report_exit(130)
+    except BrokenPipeError:  # the reader went away (`| head`): stop quietly, as a pipe tool does
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except Exception as exc:
         from workloads.process_group import lost_peer
 

@@ -15,7 +15,6 @@ validator refuses a closed-division run of a custom workload without a passing o
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from harness.errors import ConfigError
+from harness.results import safe_files
 from harness.results.writer import sha256_text
 
 VERDICT_SCHEMA = "1"
@@ -121,7 +121,7 @@ def check_equivalence(cfg, target: str, steps: int | None, ruleset: str = "v1") 
 def load_verdict(path: str, target: str, bench) -> dict[str, Any]:
     """The verdict a custom run records; it must be about this class and this benchmark."""
     try:
-        verdict = json.loads(Path(path).read_text())
+        verdict = safe_files.read_json(Path(path), 64 << 20)  # no link, bounded, finite
     except (OSError, ValueError) as exc:
         raise ConfigError(
             f"framework.equivalence={path} is unreadable ({exc}).",

@@ -5,7 +5,8 @@ loss_vs_energy.png    eval loss against cumulative energy, dense and MoE on one 
 energy_to_target.png  olympic-mean energy to target per benchmark and framework, runs as dots
 energy_by_device.png  each run's energy split over the devices (and nodes) that drew it
 dense_vs_moe.png      each pair's steps and energy to target, runs as dots, the ratio and why
-summary.md            the score table and each dense/MoE pair's comparison
+energy_vs_time.png    energy to train against time to train per system and benchmark, basis marked
+summary.md            the score table (with each row's energy basis) and each pair's comparison
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ from pathlib import Path
 import numpy as np
 
 from harness.errors import SubmissionError
+from harness.report_summary import summary_markdown
 from harness.results.run_dir import run_total_domains
 from harness.results.trace import TraceCurve, TraceError
 from harness.submission.pairs import compare_pairs, energy_to_target, steps_to_target
-from harness.submission.score import grouped, load_results, pooling_notes, scores
+from harness.submission.score import grouped, load_results, scores
 
 COLORS = {"dense": "#1f77b4", "moe": "#d62728"}
 REPORT_FILES = (  # what write_report writes, in order
@@ -28,8 +30,10 @@ REPORT_FILES = (  # what write_report writes, in order
     "energy_to_target.png",
     "energy_by_device.png",
     "dense_vs_moe.png",
+    "energy_vs_time.png",
     "summary.md",
 )
+MAX_BARS = 80  # energy_by_device draws this many runs at most (the rest are named in summary.md)
 
 
 def _system_power(run: dict) -> tuple[np.ndarray, np.ndarray] | None:
@@ -69,16 +73,20 @@ def plot_power(results: list[dict], path: Path) -> tuple[int, list[str]]:
     hidden; returns the runs drawn and a line for each that could not be (no readable trace)."""
     import matplotlib.pyplot as plt
 
-    panels: dict[tuple[str, str], list[dict]] = {}
+    panels: dict[tuple[str, str, str], list[dict]] = {}
     for run in results:
-        panels.setdefault((run["benchmark"], run["workload"]["framework"]), []).append(run)
+        panels.setdefault(
+            (run["benchmark"], run["workload"]["framework"], _system(run)), []
+        ).append(run)
     cols = min(3, max(1, len(panels)))
     rows = max(1, math.ceil(len(panels) / cols))
     fig, axes = plt.subplots(
         rows, cols, figsize=(5.2 * cols, 3.6 * rows), squeeze=False, sharex=False
     )
     left_out, drawn = [], 0
-    for ax, ((benchmark, framework), runs) in zip(axes.flat, sorted(panels.items()), strict=False):
+    for ax, ((benchmark, framework, system), runs) in zip(
+        axes.flat, sorted(panels.items()), strict=False
+    ):
         for run in runs:
             series = _system_power(run)
             if series is None:
@@ -91,7 +99,7 @@ def plot_power(results: list[dict], path: Path) -> tuple[int, list[str]]:
             if evals:
                 te = np.array([e["t_s"] for e in evals])
                 ax.plot(te, np.interp(te, t, w), "o", color=line.get_color(), ms=3)
-        ax.set_title(f"{benchmark} / {framework} ({len(runs)} runs)", fontsize=9)
+        ax.set_title(f"{benchmark} / {framework} on {system} ({len(runs)} runs)", fontsize=9)
         ax.set_xlabel("time since run_start (s)", fontsize=8)
         ax.set_ylabel("system power (W)", fontsize=8)
         ax.grid(alpha=0.3)
@@ -109,9 +117,18 @@ def plot_power(results: list[dict], path: Path) -> tuple[int, list[str]]:
     return drawn, left_out
 
 
+def _system(run: dict) -> str:
+    from harness.submission.score import group_key
+
+    return group_key(run)[0]
+
+
 def plot_loss_vs_energy(results: list[dict], path: Path) -> None:
+    """Native runs only: an import's evals are its benchmark's own metric (accuracy, AUC, FID),
+    not an eval loss."""
     import matplotlib.pyplot as plt
 
+    results = [r for r in results if not r.get("imported")]
     fig, ax = plt.subplots(figsize=(10, 5.5))
     seen = set()
     for run in results:
@@ -159,7 +176,11 @@ def plot_loss_vs_energy(results: list[dict], path: Path) -> None:
         "Quality against energy: dense (blue) vs Switch MoE (red); solid torch, dashed JAX"
     )
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    if seen:
+        ax.legend(fontsize=8)
+    else:
+        ax.text(0.5, 0.5, "no joulebench-measured run with evals", ha="center", va="center",
+                transform=ax.transAxes)  # fmt: skip
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -202,13 +223,17 @@ def plot_energy_by_device(results: list[dict], path: Path) -> None:
     node's wall meter...): on a multi-GPU or multi-node run, an imbalance shows at a glance."""
     import matplotlib.pyplot as plt
 
-    runs = results
+    runs = results[:MAX_BARS]
     fig, ax = plt.subplots(figsize=(10, 0.5 * len(runs) + 1.8))
     palette = plt.get_cmap("tab20")
     colors: dict[str, object] = {}
     for y, run in enumerate(runs):
         by_domain, left = run["metrics"]["energy_by_domain_j"], 0.0
-        for domain in run_total_domains(run) or sorted(by_domain):
+        # an import's energy_by_domain_j adds up to its total (an estimated switch included)
+        shown = (
+            list(by_domain) if run.get("imported") else run_total_domains(run) or sorted(by_domain)
+        )
+        for domain in shown:
             energy = by_domain.get(domain, 0.0)
             color = colors.setdefault(domain, palette(len(colors) % 20))
             ax.barh(y, energy, left=left, color=color, edgecolor="white", lw=0.5)
@@ -216,7 +241,10 @@ def plot_energy_by_device(results: list[dict], path: Path) -> None:
     ax.set_yticks(range(len(runs)), [_label(r) for r in runs], fontsize=8)
     ax.invert_yaxis()
     ax.set_xlabel("energy over the timed run (J)")
-    ax.set_title("Energy by device")
+    ax.set_title(
+        "Energy by device"
+        + (f" (the first {MAX_BARS} of {len(results)} runs)" if len(results) > MAX_BARS else "")
+    )
     handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in colors.values()]
     ax.legend(
         handles,
@@ -232,81 +260,54 @@ def plot_energy_by_device(results: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def summary_markdown(results: list[dict], score_rows, left_out: list[str] = ()) -> str:
-    lines = [
-        "# joulebench report",
-        "",
-        "Means over the runs the time ranking keeps (MLPerf: drop the fastest and the slowest "
-        "of five or more), with [min, max] over the same runs.",
-        "",
-        "| system | benchmark | framework | runs | converged | energy to target (J) | time (s) "
-        "| J/step | tokens/J | kgCO2e |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
+def plot_energy_vs_time(score_rows, path: Path) -> None:
+    """Energy to train against time to train, one point per score row (its [min, max] as bars),
+    coloured by benchmark, shaped by energy basis: the vendors side by side, like with like."""
+    import matplotlib.pyplot as plt
 
-    def f(v, spec):
-        return "-" if v is None else format(v, spec)
+    rows = [s for s in score_rows if s.energy_to_target_j and s.time_to_target_s]
+    fig, ax = plt.subplots(figsize=(10, 6.5))
+    benchmarks = sorted({s.benchmark for s in rows})
+    bases = sorted({s.basis for s in rows})
+    palette, markers = plt.get_cmap("tab10"), "osD^vP*Xh<>"
+    for s in rows:
+        color = palette(benchmarks.index(s.benchmark) % 10)
+        marker = markers[bases.index(s.basis) % len(markers)]
+        t_low, t_high = s.spread.get("time_to_target_s", (s.time_to_target_s,) * 2)
+        e_low, e_high = s.spread.get("energy_to_target_j", (s.energy_to_target_j,) * 2)
+        ax.errorbar(
+            s.time_to_target_s / 60, s.energy_to_target_j / 3.6e6,
+            xerr=[[max(0, s.time_to_target_s - t_low) / 60], [max(0, t_high - s.time_to_target_s) / 60]],
+            yerr=[[max(0, s.energy_to_target_j - e_low) / 3.6e6], [max(0, e_high - s.energy_to_target_j) / 3.6e6]],
+            fmt=marker, color=color, ms=7, capsize=2, lw=0.8,
+        )  # fmt: skip
+        ax.annotate(s.system[:28], (s.time_to_target_s / 60, s.energy_to_target_j / 3.6e6),
+                    fontsize=6, xytext=(4, 3), textcoords="offset points")  # fmt: skip
+    if rows:
+        from matplotlib.ticker import FuncFormatter
 
-    def with_spread(s, name, spec):
-        low, high = s.spread.get(name, (None, None))
-        value = getattr(s, name)
-        return f(value, spec) + (f" [{f(low, spec)}, {f(high, spec)}]" if low is not None else "")
-
-    for s in score_rows:
-        variant = f" ({s.variant})" if s.variant else ""
-        lines.append(
-            f"| {s.system} | {s.benchmark}{variant} | {s.framework} | "
-            f"{len(s.kept_seeds)} of {s.runs} kept | {s.converged}/{s.runs} | "
-            f"{with_spread(s, 'energy_to_target_j', ',.1f')} | "
-            f"{with_spread(s, 'time_to_target_s', '.2f')} | "
-            f"{with_spread(s, 'energy_per_step_j', '.4g')} | "
-            f"{with_spread(s, 'tokens_per_joule', ',.0f')} | {with_spread(s, 'kg_co2e', '.3g')} |"
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        for axis in (ax.xaxis, ax.yaxis):
+            axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+    handles = [plt.Line2D([], [], color=palette(i % 10), marker="o", ls="", label=b)
+               for i, b in enumerate(benchmarks)]  # fmt: skip
+    handles += [plt.Line2D([], [], color="black", marker=markers[i % len(markers)], ls="", mfc="none", label=b)
+                for i, b in enumerate(bases)]  # fmt: skip
+    if handles:
+        ax.legend(handles=handles, fontsize=7, loc="best")
+    else:
+        ax.text(
+            0.5, 0.5, "no run reached its target", ha="center", va="center", transform=ax.transAxes
         )
-    notes = pooling_notes(results)
-    if notes or left_out:
-        lines += ["", *[f"- {n}" for n in (*notes, *left_out)]]
-    pairs = compare_pairs(results)
-    if pairs:
-        lines += [
-            "",
-            "## Dense vs MoE at the same target",
-            "",
-            "Olympic means over seeds; the MoE/dense ratio of energy to target per seed: olympic "
-            "mean [min, max] over n. Energy ratio = steps ratio x per-step cost ratio.",
-            "",
-            "| system | pair | framework | steps to target dense / MoE | energy to target (J) "
-            "dense / MoE | MoE / dense energy | reading |",
-            "|---|---|---|---|---|---|---|",
-        ]
-        for p in pairs:
-            spread = (
-                f"{f(p.ratio_olympic, '.3f')} [{f(p.ratio_min, '.3f')}, {f(p.ratio_max, '.3f')}] "
-                f"n={len(p.seed_ratios)}{'' if p.seed_matched else ' (unmatched seeds)'}"
-            )
-            lines.append(
-                f"| {p.system} | {p.dense} vs {p.moe}{f' ({p.variant})' if p.variant else ''} "
-                f"| {p.framework} | "
-                f"{f(p.dense_steps, '.0f')} / {f(p.moe_steps, '.0f')} "
-                f"({f(p.steps_ratio, '.2f')}x) | {f(p.dense_energy_j, ',.1f')} / "
-                f"{f(p.moe_energy_j, ',.1f')} | {spread} | {p.reading} |"
-            )
-    provenance = sorted({m["provenance"] for r in results for m in r["meters"]})
-    lines += [
-        "",
-        f"Energy provenance in these runs: {', '.join(provenance)}.",
-        "",
-        "![power](power_over_time.png)",
-        "",
-        "![loss vs energy](loss_vs_energy.png)",
-        "",
-        "![energy to target](energy_to_target.png)",
-        "",
-        "![energy by device](energy_by_device.png)",
-        "",
-        "![dense vs moe](dense_vs_moe.png)",
-        "",
-    ]
-    return "\n".join(lines)
+    ax.set_xlabel("time to train (minutes, log)")
+    ax.set_ylabel("energy to train (kWh, log)")
+    ax.set_title("Energy against time to train: score per system and benchmark (bars: min-max of "
+                 "the kept runs); colour: benchmark, shape: energy basis", fontsize=9)  # fmt: skip
+    ax.grid(alpha=0.3, which="both")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 def plot_pairs(results: list[dict], path: Path) -> None:
@@ -374,5 +375,6 @@ def write_report(paths: list[Path], out: Path) -> list[Path]:
     plot_energy_to_target(results, score_rows, written[2])
     plot_energy_by_device(results, written[3])
     plot_pairs(results, written[4])
-    written[5].write_text(summary_markdown(results, score_rows, left_out))
+    plot_energy_vs_time(score_rows, written[5])
+    written[6].write_text(summary_markdown(results, score_rows, left_out))
     return written

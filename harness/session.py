@@ -45,8 +45,8 @@ from harness.results.assemble import RankLayout, assemble_result
 from harness.results.mllog import INTERVAL_END, INTERVAL_START, MLLogger
 from harness.results.mlperf_keys import run_header, samples_metadata
 from harness.results.run_dir import target_met
-from harness.results.schema import Result, to_json_dict
-from harness.results.writer import atomic_write_json, atomic_write_text, sha256_text
+from harness.results.schema import Result
+from harness.results.writer import atomic_write_text, sha256_text, write_result
 from harness.system import code_version, collect_system
 from harness.timeline import EvalPoint, Span, Timeline, Window
 from workloads.process_group import ProcessGroup
@@ -387,5 +387,5 @@ class RunSession:
             peak_memory_bytes=self.workload.peak_memory_bytes(),
             layout=layout,
         )
-        atomic_write_json(self.run_dir / "result.json", to_json_dict(result))
+        write_result(self.run_dir, result)
         return result

@@ -18,7 +18,6 @@ parameters and routing; the report (harness/study_report.py) reads them and the 
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import sys
@@ -29,6 +28,7 @@ from pathlib import Path
 import yaml
 
 from harness.errors import ConfigError
+from harness.results import safe_files
 from harness.results.writer import atomic_write_json
 from harness.submission.findings import ACCEPTED_STATUS as FINISHED  # finished runs
 
@@ -188,8 +188,10 @@ def finished(run_dir: Path, overrides: list[str] | None = None) -> dict | None:
     """The run's result when it finished (success or target_not_reached) and, with
     `overrides`, was run with exactly those (its `.overrides.json` beside it), else None."""
     try:
-        result = json.loads((run_dir / "result.json").read_text())
-        recorded = json.loads(_sidecar(run_dir).read_text()) if overrides is not None else None
+        result = safe_files.read_json(run_dir / "result.json", 64 << 20)
+        recorded = (
+            safe_files.read_json(_sidecar(run_dir), 1 << 20) if overrides is not None else None
+        )
     except (OSError, ValueError):
         return None
     if overrides is not None and recorded != overrides:

@@ -13,11 +13,11 @@ look for) into the study folder, and returns the summary's text.
 
 from __future__ import annotations
 
-import json
 import statistics
 from pathlib import Path
 
 from harness.errors import ConfigError
+from harness.results import safe_files
 from harness.results.writer import atomic_write_text
 from harness.submission.findings import ACCEPTED_STATUS
 
@@ -59,7 +59,7 @@ def _arm_value(r: dict, key: str) -> tuple[float | None, bool]:
 
 
 def _olympic(values: list[float]) -> float | None:
-    from harness.submission.score import trimmed
+    from harness.submission.compare import trimmed
 
     kept = trimmed(values) if values else []
     return statistics.fmean(kept) if kept else None
@@ -74,7 +74,7 @@ def _reference(arm: dict) -> str | None:
 def analyse(out: Path) -> dict:
     """Per arm: its runs' facts, speed-ups per seed pair, and olympic means."""
     try:
-        study = json.loads((out / "study.json").read_text())
+        study = safe_files.read_json(out / "study.json", 64 << 20)
     except (OSError, ValueError) as exc:
         raise ConfigError(
             f"{out}/study.json is missing or unreadable.", "run the study first."
@@ -86,7 +86,7 @@ def analyse(out: Path) -> dict:
             for data_seed in study["data_seeds"]:
                 path = out / "runs" / arm["name"] / f"m{seed}-d{data_seed}" / "result.json"
                 try:
-                    facts = run_facts(json.loads(path.read_text()))
+                    facts = run_facts(safe_files.read_json(path, 64 << 20))
                 except (OSError, ValueError):
                     continue
                 if facts["status"] in ACCEPTED_STATUS:  # finished runs only

@@ -18,6 +18,8 @@ import os
 import sys
 from pathlib import Path
 
+from harness.results import safe_files
+
 KEYS = (
     "device",
     "date",
@@ -35,7 +37,7 @@ KEYS = (
 
 def _json(path: Path):
     try:
-        return json.loads(path.read_text())
+        return safe_files.read_json(path, 64 << 20)
     except (OSError, ValueError):
         return None
 

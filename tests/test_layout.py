@@ -133,9 +133,10 @@ def test_the_drivers_touch_no_private_attribute_of_another_object(driver):
 
 
 def test_one_run_session_owns_the_run_files():
-    """Only harness/session.py writes a run's result.json (harness/submission/ writes a
-    package's copies): no driver writes result.json, mllog events or the meter itself."""
-    writers = {}
+    """A run's result.json has one writer (harness/results/writer.py: write_result), called by
+    the run session and by imports only (harness/submission/ writes a package's copies): no
+    driver writes result.json, mllog events or the meter itself."""
+    writers, callers = {}, set()
     for package in PACKAGES:
         for path in (REPO / package).rglob("*.py"):
             if path.is_relative_to(REPO / "harness" / "submission"):
@@ -143,7 +144,11 @@ def test_one_run_session_owns_the_run_files():
             text = path.read_text()
             if re.search(r'atomic_write_json\([^)]*"result\.json"', text):
                 writers[str(path.relative_to(REPO))] = "result.json"
-    assert set(writers) <= {"harness/session.py"}, writers
+            if re.search(r"\bwrite_result\(", text):
+                callers.add(str(path.relative_to(REPO)))
+    assert set(writers) <= {"harness/results/writer.py"}, writers
+    rooms = {c for c in callers if not c.startswith("harness/imports/")}
+    assert rooms == {"harness/session.py", "harness/results/writer.py"}, callers
     for driver in ("api.py", "runner.py"):
         text = (REPO / "harness" / driver).read_text()
         assert "mllog.event(" not in text and "MLLogger" not in text and "build_meter" not in text

@@ -7,8 +7,8 @@ import dataclasses
 import pytest
 
 from harness.cli import main
+from harness.submission import compare, score
 from harness.submission import ruleset as ruleset_module
-from harness.submission import score
 
 
 def _runs(values):
@@ -39,12 +39,12 @@ def test_the_olympic_trim_comes_from_the_ruleset(trim_two):
     # 1, 10, 20, 30, 35, 40, 1000 with two dropped at each end: 20, 30, 35
     kept = score.kept_by_time(_runs(values))
     assert sorted(r["timing"]["time_to_target_s"] for r in kept) == [20.0, 30.0, 35.0]
-    assert score.trimmed(values) == [20.0, 30.0, 35.0]
+    assert compare.trimmed(values) == [20.0, 30.0, 35.0]
 
 
 def test_v1_trims_one_of_five():
-    assert score.trimmed([5.0, 1.0, 3.0, 2.0, 4.0]) == [2.0, 3.0, 4.0]
-    assert score.trimmed([1.0, 2.0, 3.0]) == [1.0, 2.0, 3.0]  # below five runs, none dropped
+    assert compare.trimmed([5.0, 1.0, 3.0, 2.0, 4.0]) == [2.0, 3.0, 4.0]
+    assert compare.trimmed([1.0, 2.0, 3.0]) == [1.0, 2.0, 3.0]  # below five runs, none dropped
 
 
 def test_validate_prints_the_rule_ids_and_their_meanings(capsys):

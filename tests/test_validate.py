@@ -261,7 +261,7 @@ def _runs(values, metric="energy_per_step"):
 
 
 def _verdict(base, cand, tolerance=0.05, metric="energy_per_step"):
-    from harness.submission.score import compare
+    from harness.submission.compare import compare
 
     (c,), _ = compare(_runs(base, metric), _runs(cand, metric), tolerance)
     return c

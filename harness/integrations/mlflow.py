@@ -11,9 +11,10 @@ as params and tags, and result.json as an artifact.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
+
+from harness.results import safe_files
 
 FINAL_METRICS = (
     "energy_total_j",
@@ -39,7 +40,7 @@ def log_run(
     from mlflow.entities import Metric
 
     run_dir = Path(run_dir)
-    result = json.loads((run_dir / "result.json").read_text())
+    result = safe_files.read_json(run_dir / "result.json", 64 << 20)
     if tracking_uri:
         mlflow.set_tracking_uri(tracking_uri)
     if experiment:

@@ -12,6 +12,7 @@ integrated and replayed smoothly.
 
 from __future__ import annotations
 
+import fnmatch
 from pathlib import Path
 
 import numpy as np
@@ -19,18 +20,27 @@ import numpy as np
 from harness.errors import MeterError
 from harness.meters.base import MeterSource, Reading
 from harness.meters.counter import poll_hz_for_tick, tick_period_from_changes
+from harness.results import mlperf_power as mp
+
+MLPERF_LOG_BYTES = 64 << 20  # an MLPerf power log: the import's limit (configs/ruleset)
 
 
 def read_trace(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray, bool]]:
     """domain -> (t_s from the domain's first sample, watts, cumulative joules, is a counter),
-    read by the one power.csv reader (harness/results/trace.py: bounded, no links)."""
-    from harness.results.trace import TraceCurve, TraceError
+    read by the one power.csv reader (harness/results/trace.py: bounded, no links), or from an
+    MLPerf power log (a published node_<K>.txt or sw_<K>.txt: one wall-power domain)."""
+    from harness.results.trace import DomainTrace, TraceCurve, TraceError
 
+    path = Path(path)
     try:
-        domains = TraceCurve.read(Path(path)).domains
-    except (TraceError, OSError) as exc:
+        if fnmatch.fnmatch(path.name, "node_*.txt") or fnmatch.fnmatch(path.name, "sw_*.txt"):
+            domains = {mp.domain_of(path.name): _mlperf_log(path, DomainTrace)}
+        else:
+            domains = TraceCurve.read(path).domains
+    except (TraceError, OSError, ValueError) as exc:
         raise MeterError(
-            f"cannot replay {path}: {exc}.", "give a power.csv written by joulebench."
+            f"cannot replay {path}: {exc}.",
+            "give a power.csv written by joulebench, or an MLPerf node_<K>.txt power log.",
         ) from exc
     out = {}
     for domain, tr in domains.items():
@@ -89,6 +99,15 @@ class ReplaySource(MeterSource):
             "trace_s": {d: float(v[0][-1]) for d, v in self.trace.items()},
             "counter_tick_s": self.ticks,
         }
+
+
+def _mlperf_log(path: Path, domain_trace):
+    """An MLPerf power log's readings (time order, a repeated time's first), power only."""
+    from harness.results import power_csv, safe_files
+
+    series = mp.reading_series(mp.parse(safe_files.read_text(path, MLPERF_LOG_BYTES)).records)
+    t, w = np.array(series.t_ns, dtype=np.int64), np.array(series.watts, dtype=float)
+    return domain_trace(t, power_csv.cumulative_trapezoid_j(t, w), w, False)
 
 
 def _tick_s(t_s: np.ndarray, joules: np.ndarray, counter: bool) -> float | None:

@@ -88,14 +88,17 @@ def _caller() -> dict[str, Any]:
 
 
 def parse_mllog(text: str) -> list[dict[str, Any]]:
-    """The records of an mllog text; lines that are not `:::MLLOG` JSON are skipped."""
+    """The records of an mllog text, as mlcommons/logging's parser finds them: a line holding
+    the token anywhere is a record (a rank prefix such as `0: `, and anything else before the
+    last token, is dropped); lines that are not `:::MLLOG` JSON objects are skipped."""
     records = []
     for line in text.splitlines():
-        if not line.startswith(PREFIX):
+        at = line.rfind(PREFIX)
+        if at < 0:
             continue
         try:
-            record = json.loads(line[len(PREFIX) :])
-        except json.JSONDecodeError:
+            record = json.loads(line[at + len(PREFIX) :])
+        except (ValueError, RecursionError):
             continue
         if isinstance(record, dict):
             records.append(record)

@@ -78,7 +78,8 @@ class MeterSourceRecord:
     name: str
     method: str
     provenance: str
-    role: str  # device | total (a wall meter: the system total, device meters its breakdown)
+    role: str  # device | total (a wall meter: the system total, device meters its breakdown) |
+    # beside (measured, not part of the total: an imported switch the summarizer does not count)
     domains: list[str]
     sample_hz: float
     measured_sample_hz: float | None
@@ -196,6 +197,9 @@ class Metrics:
     evals: list[EvalRecord]
     spans: list[SpanRecord] = field(default_factory=list)
     target_crossing: CrossingRecord | None = None
+    # the trace integrated over exactly run_start..run_stop where energy_total_j follows another
+    # tool's rule (an import: MLCommons' summarizer); None where energy_total_j is that integral
+    energy_window_j: float | None = None
 
 
 @dataclass
@@ -280,6 +284,22 @@ class DistributedRecord:
 
 
 @dataclass
+class ImportRecord:
+    """A run another tool measured, imported (harness/imports/): where it came from and by which
+    rule its energy_total_j was computed. Native runs carry none."""
+
+    tool: str  # mlperf-training
+    round: str  # "4.0": the MLPerf round, whose summarizer rule the ruleset names
+    rule: str  # that rule (configs/ruleset: mlperf_import.summarizer_rules)
+    result_file: str  # result_<X>.txt: this run in the MLCommons view beside it
+    nodes: int  # node files: each node's own wall-power log
+    scaling_factor: float  # scaling.json's (1.0 without one); the benchmark score applies it
+    basis: str  # how node power was taken: AC raw | DC | AC x efficiency | undeclared
+    basis_source: str  # where that was read (conversion_eff's measurement_type, --basis)
+    switch_basis: str  # estimated | measured-not-counted | none
+
+
+@dataclass
 class Result:
     schema_version: str
     run_id: str
@@ -306,6 +326,7 @@ class Result:
     meter_faults: list[MeterFaultRecord] = field(default_factory=list)
     error: str | None = None
     distributed: DistributedRecord | None = None  # multi-process runs: who measured what
+    imported: ImportRecord | None = None  # a run measured by another tool (joulebench import)
 
 
 def to_json_dict(result: Result) -> dict[str, Any]:

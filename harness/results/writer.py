@@ -51,3 +51,11 @@ def sha256_file(path: Path) -> str:
 
 def sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def write_result(run_dir: Path, result) -> None:
+    """A run's result.json (a schema.Result), atomically: the one writer of the file, for the run
+    session and for imports alike."""
+    from harness.results.schema import to_json_dict
+
+    atomic_write_json(Path(run_dir) / "result.json", to_json_dict(result))

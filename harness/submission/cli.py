@@ -92,14 +92,16 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def _score_rows(paths: list[str]) -> tuple[list[dict], list[str]]:
-    from harness.submission.score import load_results, pooling_notes, scores
+    from harness.submission.score import basis_note, load_results, pooling_notes, scores
 
     results = load_results([Path(p) for p in paths])
     if not results:
         raise SubmissionError(
             f"no result.json under {', '.join(paths)}.", "give run directories or a submission."
         )
-    return [dataclasses.asdict(s) for s in scores(results)], pooling_notes(results)
+    rows = scores(results)
+    notes = pooling_notes(results) + [n for n in [basis_note(rows)] if n]
+    return [dataclasses.asdict(s) for s in rows], notes
 
 
 NESTED_SCORE_FIELDS = ("energy_to_target_spread_j", "spread", "kept_seeds")
@@ -170,7 +172,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     print(
         "means over the runs the time ranking keeps, [min-max] over the same runs\n"
         f"{'system':<20} {'benchmark':<22} {'fw':<6} {'runs':>5} {'energy to target J':>30} "
-        f"{'time s':>20} {'J/step':>24} {'tokens/J':>9} {'kgCO2e':>9}"
+        f"{'time s':>20} {'J/step':>24} {'tokens/J':>9} {'kgCO2e':>9}  energy basis"
     )
     for r in rows:
         name = r["benchmark"] + (f" ({r['variant']})" if r["variant"] else "")
@@ -178,7 +180,8 @@ def cmd_score(args: argparse.Namespace) -> int:
             f"{r['system'][:20]:<20} {name:<22} {r['framework']:<6} "
             f"{r['converged']}/{r['runs']:<3} {pm(r, 'energy_to_target_j', ',.1f'):>30} "
             f"{pm(r, 'time_to_target_s', '.2f'):>20} {pm(r, 'energy_per_step_j', '.4g'):>24} "
-            f"{f(r['tokens_per_joule'], ',.0f'):>9} {f(r['kg_co2e'], '.3g'):>9}"
+            f"{f(r['tokens_per_joule'], ',.0f'):>9} {f(r['kg_co2e'], '.3g'):>9}  {r['basis']}"
+            + (f" (x{r['scaling_factor']:.4g} scaling)" if r["scaling_factor"] != 1.0 else "")
         )
     return 0
 
@@ -200,7 +203,8 @@ EXIT_INCONCLUSIVE = 4  # compare: the noise is larger than the tolerance
 
 @_results_of_the_wrong_shape
 def cmd_compare(args: argparse.Namespace) -> int:
-    from harness.submission.score import compare, load_results
+    from harness.submission.compare import compare
+    from harness.submission.score import load_results
 
     base, cand = load_results([Path(args.baseline)]), load_results([Path(args.candidate)])
     for name, found, path in (

@@ -144,8 +144,8 @@ class GroupChecks:
                     f"declares accelerator {model!r} but {run.rel} ran on {w['device_name']!r}.",
                 )
                 break
-            dist = run.result.get("distributed")
-            nodes = dist["nnodes"] if dist else 1
+            dist, imported = run.result.get("distributed"), run.result.get("imported")
+            nodes = dist["nnodes"] if dist else imported["nodes"] if imported else 1
             if nodes != int(desc.get("number_of_nodes") or 1):
                 self.add(
                     "SYS-003",

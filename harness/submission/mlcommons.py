@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from harness.errors import SubmissionError
+from harness.results import mlperf_power as mp
 from harness.results import safe_files
 from harness.results.mllog import (
     INTERVAL_END,
@@ -37,13 +38,16 @@ from harness.results.mllog import (
     format_record,
     utc_ms,
 )
-from harness.results.mllog import parse_mllog as parse_log
 from harness.results.run_dir import run_total_domains
 from harness.results.trace import TraceCurve, TraceError
 from harness.submission.ruleset import Ruleset
 
 READING_PERIOD_MS = 1000  # MLPerf Power's node logs come from PTDaemon at 1 Hz
-RESULT_FILE = re.compile(r"result_(\d+)\.txt")
+# the files of a benchmark folder in the view, beside joulebench's runs: run logs (named
+# result_<N>.txt by `package`, result_<jobid>_<n>.txt and the like in published results) and the
+# RCP scaling factor a review may add; never stray files
+RESULT_FILE = re.compile(r"result_[A-Za-z0-9._-]+\.txt")
+VIEW_FILES = ("scaling.json",)
 NODE_FILE = re.compile(r"node_(\d+)\.txt")
 # the submission_status values of MLPerf logs (mllog constants) and the system file's names
 STATUS_NAMES = {
@@ -163,40 +167,23 @@ def node_logs(result: dict, trace: TraceCurve, host: str, max_hours: float = mat
     return logs
 
 
-def node_log_energy_j(text: str, time_to_train_ms: float) -> float:
-    """A node file's energy as MLCommons' result summarizer computes it (_compute_power_node):
-    the sum of each reading times the time since the previous one, scaled from the measured
-    span to the time to train, times the conversion efficiency."""
-    start = stop = last = None
-    total, efficiency = 0.0, 1.0
-    for record in sorted(parse_log(text), key=lambda r: float(r["time_ms"])):
-        t, key = float(record["time_ms"]), record.get("key")
-        if key == "power_measurement_start":
-            start = last = t
-        elif key == "power_reading" and start is not None and stop is None:
-            total += float(record["value"]) * (t - last)
-            last = t
-        elif key == "power_measurement_stop":
-            stop = t
-        elif key == "conversion_eff":
-            efficiency = float(record["value"])
-    if start is None:
-        raise ValueError("no power_measurement_start")
-    stop = last if stop is None else stop
-    if stop <= start:
-        raise ValueError("power_measurement_stop is not after power_measurement_start")
-    return efficiency * total * time_to_train_ms / (stop - start) / 1e3
+def node_log_energy_j(text: str, time_to_train_ms: float, rule=None) -> float:
+    """A node file's energy as MLCommons' result summarizer computes it (_compute_power_node, by
+    `rule`: the ruleset's mlcommons.summarizer_rule unless named): the sum of each reading times
+    the time since the previous one, scaled from the measured span to the time to train, times
+    the conversion efficiency. ValueError for a file it cannot score."""
+    from harness.submission.ruleset import load_ruleset
+
+    rule = rule or load_ruleset("v1").mlcommons_rule
+    return mp.node_energy_j(mp.parse(text).records, time_to_train_ms, rule).energy_j
 
 
 def run_times_ms(mllog_text: str) -> tuple[float, float] | None:
     """(run_start, run_stop) time_ms of a log, as the summarizer reads them; None if absent."""
-    times = {}
-    for record in parse_log(mllog_text):
-        if record.get("key") in ("run_start", "run_stop") and record.get("key") not in times:
-            times[record["key"]] = float(record["time_ms"])
-    if len(times) < 2:
+    try:
+        return mp.run_times_ms(mp.parse(mllog_text).records)
+    except mp.PowerLogError:
         return None
-    return times["run_start"], times["run_stop"]
 
 
 def write_view(
@@ -264,9 +251,15 @@ def check_view(root: Path, runs: list, systems: dict[str, dict], rules: Ruleset,
     for run in runs:
         frameworks.setdefault(run.system, set()).add(run.framework)
     expected: dict[Path, set[str]] = {}
+    imported_systems = set()
     for run in runs:
         name = view_system(run.system, run.framework, frameworks[run.system])
         folder = root / "results" / name / run.benchmark
+        imported = (run.result or {}).get("imported")
+        if imported:  # the published files: harness/submission/import_checks.py compares them
+            expected.setdefault(folder, set()).add(imported["result_file"])
+            imported_systems.add(name)
+            continue
         n = int(run.rel.rsplit("run_", 1)[1]) - 1
         expected.setdefault(folder, set()).add(f"result_{n}.txt")
         if name not in systems:
@@ -274,7 +267,11 @@ def check_view(root: Path, runs: list, systems: dict[str, dict], rules: Ruleset,
         if run.result is not None:
             _check_result_file(root, run, folder, n, rules, add)
     for folder, names in sorted(expected.items()):
-        present = {p.name for p in folder.glob("result_*.txt")} if folder.is_dir() else set()
+        present = (
+            {p.name for p in folder.iterdir() if RESULT_FILE.fullmatch(p.name)}
+            if folder.is_dir()
+            else set()
+        )
         for extra in sorted(present - names):
             add(
                 "MLC-001",
@@ -284,7 +281,7 @@ def check_view(root: Path, runs: list, systems: dict[str, dict], rules: Ruleset,
     for name, desc in sorted(systems.items()):
         missing = [k for k in rules.mlcommons_system_fields if k not in desc]
         not_text = [
-            k for k in rules.mlcommons_system_fields if k in desc and not isinstance(desc[k], str)
+            k for k in rules.mlcommons_text_fields if k in desc and not isinstance(desc[k], str)
         ]
         rel = f"systems/{name}.json"
         if missing:
@@ -296,6 +293,15 @@ def check_view(root: Path, runs: list, systems: dict[str, dict], rules: Ruleset,
         if not_text:
             add("MLC-002", rel, f"MLCommons' checker needs strings in: {', '.join(not_text)}.")
         if "status" in desc and desc["status"] not in rules.mlcommons_availability:
+            if name in imported_systems:  # published so: a fact of the import, not a defect
+                add(
+                    "IMP-007",
+                    rel,
+                    f"status {desc['status']!r} is not one MLCommons' system_desc_checker "
+                    f"accepts ({'; '.join(rules.mlcommons_availability)}), yet it was published.",
+                    rules.mlperf.trust["IMP-007"]["severity"],
+                )
+                continue
             add(
                 "MLC-002",
                 rel,
@@ -324,9 +330,16 @@ def _check_result_file(root: Path, run, folder: Path, n: int, rules: Ruleset, ad
             f"holds {len(nodes)} node files but {run.rel} ran on {want} node(s).",
         )
         return
+    switches = sorted((folder / "power" / f"result_{n}").glob("sw_*.txt"))
     try:
-        texts = [_small_text(p, rules.max_mllog_bytes, root) for p in nodes]
-        energy = sum(node_log_energy_j(t or "", times[1] - times[0]) for t in texts)
+        ttt = times[1] - times[0]
+        energy = sum(
+            node_log_energy_j(_small_text(p, rules.max_mllog_bytes, root) or "", ttt,
+                              rules.mlcommons_rule) for p in nodes
+        ) + sum(
+            mp.switch_energy_j(mp.parse(_small_text(p, rules.max_mllog_bytes, root) or "").records, ttt)[0]
+            for p in switches
+        )  # the summarizer adds switch files too  # fmt: skip
     except (ValueError, KeyError, TypeError) as exc:
         add("MLC-001", f"{folder.relative_to(root)}/power/result_{n}", f"unreadable: {exc}.")
         return

@@ -10,6 +10,7 @@ import yaml
 
 from harness.results import safe_files
 from harness.results.mllog import parse_mllog
+from harness.results.mlperf_power import PowerLogError, eval_records, parse
 from harness.results.run_dir import target_met
 from harness.results.schema import check_result
 from harness.submission.distributed_checks import DistributedChecks
@@ -22,6 +23,7 @@ from harness.submission.findings import (
     close_enough,
     read_json,
 )
+from harness.submission.import_checks import ImportChecks
 from harness.submission.ruleset import Ruleset
 from harness.submission.trace_checks import TraceChecks
 
@@ -38,7 +40,7 @@ def same_json(a, b) -> bool:
     return a == b
 
 
-class RunChecks(TraceChecks, EnergyChecks, DistributedChecks):
+class RunChecks(TraceChecks, EnergyChecks, DistributedChecks, ImportChecks):
     """Checks one run against the ruleset, reporting through `add(rule, file, message)`."""
 
     def __init__(self, root: Path, rules: Ruleset, add: Callable[..., None]):
@@ -97,7 +99,12 @@ class RunChecks(TraceChecks, EnergyChecks, DistributedChecks):
             self._check_target,  # target: TARGET-001
             self._check_log,  # MLPerf log: MLLOG-001..002
             self._check_distributed,  # distributed: DIST-001..004
+            self._check_imported,  # an import's published files and facts: MLC-001, IMP-001..008
         )
+
+    def _check_imported(self, files: RunFiles) -> None:
+        if files.result.get("imported"):
+            self._check_import(files)
 
     def _limit(self, name: str) -> int:
         rules = self.rules
@@ -198,6 +205,14 @@ class RunChecks(TraceChecks, EnergyChecks, DistributedChecks):
         keys = {r.get("key") for r in records}
         missing = [k for k in ("submission_benchmark", "run_start", "run_stop") if k not in keys]
         evals = [r.get("value") for r in records if r.get("key") == "eval_accuracy"]
+        if result.get("imported"):  # the benchmark's quality metric, as the import read it
+            try:
+                evals = [
+                    r.value for r in eval_records(parse(text).records, result["target_metric"])
+                ]
+            except PowerLogError as exc:
+                self.add("MLLOG-001", f"{run.rel}/mllog.txt", f"unreadable: {exc}.")
+                return
         if missing:
             self.add("MLLOG-001", f"{run.rel}/mllog.txt", f"has no {', '.join(missing)} record.")
         elif len(evals) != len(m["evals"]) or not all(

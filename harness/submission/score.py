@@ -15,9 +15,8 @@ import statistics
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 DEFAULT_RULESET = "v1"  # the ruleset scores follow when none is named
+NATIVE_BASIS = "joulebench meters"  # the energy basis of a run joulebench measured itself
 
 
 def olympic_mean(values: list[float], trim: int) -> float | None:
@@ -71,6 +70,9 @@ class Score:
     kg_co2e: float | None
     energy_to_target_spread_j: list[float]
     spread: dict[str, list[float]]  # metric -> [min, max] over the kept runs
+    basis: str = NATIVE_BASIS  # how the energy was obtained (energy_basis): rows pool only alike
+    scaling_factor: float = 1.0  # MLPerf's RCP scaling (scaling.json) on energy, time and CO2e
+    energy_window_j: float | None = None  # an import's trace over each run, the same mean
 
 
 def group_key(r: dict) -> tuple[str, str, str]:
@@ -96,6 +98,16 @@ def _flat(value, prefix: str = "") -> dict[str, str]:
     return {prefix[:-1]: json.dumps(value, sort_keys=True)}
 
 
+def energy_basis(r: dict) -> str:
+    """How a run's energy was obtained, for pooling like with like: a native run's by its own
+    meters; an import's by how node power was taken (AC raw, DC, AC x efficiency) and what its
+    switch adds (estimated, measured but not counted, none)."""
+    imported = r.get("imported")
+    if not imported:
+        return NATIVE_BASIS
+    return f"{imported['basis']}; switch {imported['switch_basis']}"
+
+
 def provenance(r: dict) -> str:
     return "+".join(sorted({m.get("provenance", "?") for m in r.get("meters") or []})) or "?"
 
@@ -111,8 +123,8 @@ def _config(r: dict) -> dict[str, str]:
     return _flat(config)
 
 
-def _pool(r: dict) -> tuple[str, str, str]:
-    return provenance(r), carbon_basis(r), json.dumps(_config(r), sort_keys=True)
+def _pool(r: dict) -> tuple[str, str, str, str]:
+    return provenance(r), carbon_basis(r), json.dumps(_config(r), sort_keys=True), energy_basis(r)
 
 
 def _variant_labels(runs: list[dict]) -> tuple[dict[tuple, str], str | None]:
@@ -135,12 +147,16 @@ def _variant_labels(runs: list[dict]) -> tuple[dict[tuple, str], str | None]:
         if len({p[2] for p in pools}) > 1 and keys:
             shown = ", ".join(f"{k}={config.get(k, 'unset')}" for k in keys[:3])
             parts.append(shown + (f" (+{len(keys) - 3} more)" if len(keys) > 3 else ""))
+        if len({p[3] for p in pools}) > 1:
+            parts.append(pool[3])
         labels[pool] = "; ".join(parts) or "config"
     dims = [
         name
-        for name, i in (("meter provenance", 0), ("carbon basis", 1), ("config", 2))
+        for name, i in (
+            ("meter provenance", 0), ("carbon basis", 1), ("config", 2), ("energy basis", 3)
+        )
         if len({p[i] for p in pools}) > 1
-    ]
+    ]  # fmt: skip
     return labels, f"split into {len(pools)} rows: the runs differ in {', '.join(dims)}"
 
 
@@ -171,6 +187,20 @@ def pooling_notes(results: list[dict]) -> list[str]:
     return notes
 
 
+def basis_note(rows: list[Score]) -> str | None:
+    """One line when the rows of a table are not all on one energy basis."""
+    bases: dict[str, int] = {}
+    for row in rows:
+        bases[row.basis] = bases.get(row.basis, 0) + 1
+    if len(bases) < 2:
+        return None
+    shown = "; ".join(f"{b} ({n} row{'s' if n > 1 else ''})" for b, n in sorted(bases.items()))
+    return (
+        f"the rows are on {len(bases)} energy bases, {shown}: compare rows of one basis (AC "
+        "raw and DC differ by the power supplies' loss, an estimated switch adds its estimate)"
+    )
+
+
 def ruleset_trim(ruleset: str = DEFAULT_RULESET) -> int:
     """How many best and worst runs an olympic mean drops: the ruleset's olympic_trim."""
     from harness.submission.ruleset import load_ruleset
@@ -198,11 +228,30 @@ def _mean(values: list[float | None]) -> float | None:
     return statistics.fmean(values)
 
 
+def imported_rules(runs: list[dict]) -> tuple[int, float] | None:
+    """(runs dropped at each end, scaling factor) of an imported MLPerf benchmark: MLPerf's
+    olympic drop for it (the ruleset's mlperf_import table) and its scaling.json; None for
+    native runs, which the ruleset's olympic_trim ranks."""
+    if not runs or not all(r.get("imported") for r in runs):
+        return None
+    from harness.submission.ruleset import load_ruleset
+
+    table = load_ruleset(DEFAULT_RULESET).mlperf.benchmarks.get(runs[0]["benchmark"])
+    factors = {float(r["imported"]["scaling_factor"]) for r in runs}
+    if table is None or len(factors) != 1:
+        return None
+    return table.drop, factors.pop()
+
+
 def scores(results: list[dict], trim: int | None = None) -> list[Score]:
-    trim = ruleset_trim() if trim is None else trim
+    """One row per pool. An imported MLPerf benchmark is scored as MLCommons' summarizer does:
+    its runs ranked by time, MLPerf's drop at each end, the mean times its scaling factor."""
+    default_trim = ruleset_trim() if trim is None else trim
     out = []
     for (system, benchmark, framework, variant), runs in sorted(grouped(results).items()):
-        kept = kept_by_time(runs, trim)
+        mlperf = imported_rules(runs)
+        kept = kept_by_time(runs, mlperf[0] if mlperf else default_trim)
+        scale = mlperf[1] if mlperf else 1.0
 
         def reached(r):
             return bool(r["metrics"].get("reached_target"))
@@ -213,6 +262,7 @@ def scores(results: list[dict], trim: int | None = None) -> list[Score]:
             "energy_per_step_j": lambda r: (r["metrics"].get("energy_per_step") or {}).get("mean_j"),
             "tokens_per_joule": lambda r: r["metrics"].get("tokens_per_joule"),
             "kg_co2e": lambda r: ((r.get("carbon") or {}).get("location_based") or {}).get("kg_co2e"),
+            "energy_window_j": lambda r: r["metrics"].get("energy_window_j"),
         }  # fmt: skip
         values = {name: [read(r) for r in kept] for name, read in readers.items()}
         # energy and time must exist for every kept run; the others average what is there
@@ -223,6 +273,11 @@ def scores(results: list[dict], trim: int | None = None) -> list[Score]:
         }  # fmt: skip
         spread = {name: [min(v), max(v)] for name, v in values.items() if means[name] is not None}
         energy_all = [readers["energy_to_target_j"](r) for r in runs]
+        for name in ("energy_to_target_j", "time_to_target_s", "kg_co2e", "energy_window_j"):
+            if means[name] is not None:
+                means[name] *= scale
+                spread[name] = [v * scale for v in spread[name]]
+        energy_all = [x * scale if x is not None else None for x in energy_all]
         e = means["energy_to_target_j"]
         out.append(
             Score(
@@ -231,149 +286,7 @@ def scores(results: list[dict], trim: int | None = None) -> list[Score]:
                 e, e / 3.6e6 if e is not None else None, means["time_to_target_s"],
                 means["energy_per_step_j"], means["tokens_per_joule"], means["kg_co2e"],
                 sorted(x for x in energy_all if x is not None), spread,
+                energy_basis(runs[0]), scale, means["energy_window_j"],
             )
         )  # fmt: skip
     return out
-
-
-# -- regression comparison ------------------------------------------------------------------
-METRICS = (  # (name, how to read it from a result, True if higher is better)
-    (
-        "energy_per_step_j",
-        lambda r: (r["metrics"].get("energy_per_step") or {}).get("mean_j"),
-        False,
-    ),
-    ("tokens_per_joule", lambda r: r["metrics"].get("tokens_per_joule"), True),
-    ("throughput_tokens_per_s", lambda r: r["metrics"].get("throughput_tokens_per_s"), True),
-    ("energy_to_target_j", lambda r: r["metrics"].get("energy_to_target_j"), False),
-)
-
-
-VERDICTS = ("regression", "ok", "inconclusive")
-BOOTSTRAP_RESAMPLES = 4000
-BOOTSTRAP_SEED = 20261202  # fixed: the same runs always give the same interval and verdict
-
-
-def trimmed(values: list[float], ruleset: str = DEFAULT_RULESET) -> list[float]:
-    """The runs an olympic mean keeps: all but the ruleset's olympic_trim best and worst once
-    there are the ruleset's runs_per_benchmark (MLPerf: one of five), all of them below that."""
-    from harness.submission.ruleset import load_ruleset
-
-    rules = load_ruleset(ruleset)
-    ordered, trim = sorted(values), rules.olympic_trim
-    if len(ordered) >= rules.runs_per_benchmark and len(ordered) > 2 * trim:
-        return ordered[trim : len(ordered) - trim]
-    return ordered
-
-
-@dataclass
-class Comparison:
-    """One metric of one (benchmark, framework), candidate against baseline.
-
-    `effect` is the relative change in the worse direction (+0.2: 20% worse; for higher-better
-    metrics baseline/candidate - 1, so a 3x energy regression reads +200% on every metric),
-    of the olympic means; `low`, `high` its 95% percentile-bootstrap interval over the kept runs.
-    Verdict: regression when the whole interval is beyond the tolerance, ok when all of it is
-    within, inconclusive when it straddles the tolerance (the noise is too large to say), with
-    `runs_needed` a side that would narrow the interval enough."""
-
-    benchmark: str
-    framework: str
-    metric: str
-    verdict: str
-    baseline: float
-    candidate: float
-    baseline_runs: tuple[int, int]  # (kept, all)
-    candidate_runs: tuple[int, int]
-    effect: float
-    low: float
-    high: float
-    tolerance: float
-    runs_needed: int | None = None
-
-    def line(self) -> str:
-        pct = lambda v: f"{100 * v:+.1f}%"  # noqa: E731
-        head = {"regression": "REGRESSION", "ok": "OK", "inconclusive": "INCONCLUSIVE"}[
-            self.verdict
-        ]
-        text = (
-            f"{head} {self.benchmark}/{self.framework}: {self.metric} {pct(self.effect)} worse, "
-            f"95% interval [{pct(self.low)}, {pct(self.high)}] against a {100 * self.tolerance:g}% "
-            f"tolerance ({self.baseline:.6g} -> {self.candidate:.6g}: olympic means of "
-            f"{self.baseline_runs[0]} of {self.baseline_runs[1]} baseline and "
-            f"{self.candidate_runs[0]} of {self.candidate_runs[1]} candidate runs)"
-        )
-        if self.verdict == "inconclusive":
-            text += "; the run-to-run noise is larger than the room to the tolerance" + (
-                f": about {self.runs_needed} runs a side would resolve it"
-                if self.runs_needed
-                else ": at least 2 kept runs a side are needed for an interval"
-            )
-        return text
-
-
-def _worse(b: np.ndarray, c: np.ndarray, higher_better: bool) -> np.ndarray:
-    return b / c - 1.0 if higher_better else c / b - 1.0
-
-
-def compare_metric(
-    b_all: list[float], c_all: list[float], tolerance: float, higher_better: bool
-) -> tuple[str, float, float, float, int | None, float, float]:
-    """(verdict, effect, low, high, runs_needed, baseline mean, candidate mean)."""
-    b, c = np.array(trimmed(b_all)), np.array(trimmed(c_all))
-    mb, mc = float(b.mean()), float(c.mean())
-    effect = float(_worse(np.array(mb), np.array(mc), higher_better))
-    if len(b) < 2 or len(c) < 2:  # no spread on a side: no interval, no verdict
-        return "inconclusive", effect, effect, effect, None, mb, mc
-    rng = np.random.default_rng(BOOTSTRAP_SEED)
-    rb = b[rng.integers(0, len(b), size=(BOOTSTRAP_RESAMPLES, len(b)))].mean(axis=1)
-    rc = c[rng.integers(0, len(c), size=(BOOTSTRAP_RESAMPLES, len(c)))].mean(axis=1)
-    low, high = (float(x) for x in np.percentile(_worse(rb, rc, higher_better), [2.5, 97.5]))
-    if low > tolerance:
-        return "regression", effect, low, high, None, mb, mc
-    if high <= tolerance:
-        return "ok", effect, low, high, None, mb, mc
-    # the interval narrows as 1/sqrt(runs): runs a side for its half-width to clear the tolerance
-    half, room = max(high - effect, effect - low), abs(effect - tolerance)
-    n = max(len(b), len(c))
-    needed = math.ceil(n * (half / room) ** 2) if room > 0 else 1000
-    extra = len(b_all) - len(b) if len(b_all) >= len(c_all) else len(c_all) - len(c)  # trimmed
-    return "inconclusive", effect, low, high, min(needed + extra, 1000), mb, mc
-
-
-def compare(
-    baseline: list[dict], candidate: list[dict], tolerance: float
-) -> tuple[list[Comparison], list[str]]:
-    """Every metric of every (benchmark, framework) both sides ran, candidate against baseline,
-    and notes on what could not be compared."""
-
-    def by_key(results):
-        out: dict[tuple[str, str], list[dict]] = {}
-        for r in results:
-            out.setdefault((r["benchmark"], r["workload"]["framework"]), []).append(r)
-        return out
-
-    base, cand = by_key(baseline), by_key(candidate)
-    comparisons, notes = [], []
-    for key in sorted(set(base) | set(cand)):
-        if key not in base or key not in cand:
-            notes.append(
-                f"{key[0]}/{key[1]}: only in {'candidate' if key in cand else 'baseline'}; not compared"
-            )
-            continue
-        for name, read, higher_better in METRICS:
-            b = [v for v in map(read, base[key]) if isinstance(v, (int, float)) and v > 0]
-            c = [v for v in map(read, cand[key]) if isinstance(v, (int, float)) and v > 0]
-            if not b or not c:
-                continue
-            verdict, effect, low, high, needed, mb, mc = compare_metric(
-                b, c, tolerance, higher_better
-            )
-            comparisons.append(
-                Comparison(
-                    key[0], key[1], name, verdict, mb, mc,
-                    (len(trimmed(b)), len(b)), (len(trimmed(c)), len(c)),
-                    effect, low, high, tolerance, needed,
-                )
-            )  # fmt: skip
-    return comparisons, notes

@@ -18,7 +18,8 @@ from harness.errors import SubmissionError
 from harness.results import safe_files
 from harness.submission.findings import RUN_FILES, Finding, Report, Run, read_json
 from harness.submission.group_checks import GroupChecks
-from harness.submission.mlcommons import RESULT_FILE, check_view
+from harness.submission.import_checks import check_duplicate_runs
+from harness.submission.mlcommons import RESULT_FILE, VIEW_FILES, check_view
 from harness.submission.ruleset import Ruleset, load_ruleset
 from harness.submission.run_checks import RunChecks
 
@@ -94,6 +95,12 @@ class Validator(GroupChecks):
                 "SUB-001",
                 "submission.json",
                 "must be a JSON object with org, division and ruleset.",
+            )
+            return None
+        wrong = submission_type_problems(meta)
+        if wrong:
+            self.add(
+                "SUB-001", "submission.json", f"{'; '.join(wrong)}; `joulebench package` writes it."
             )
             return None
         division, ruleset_id = meta.get("division"), meta.get("ruleset")
@@ -172,7 +179,9 @@ class Validator(GroupChecks):
             filenames = [f for f in filenames if stat.S_ISREG((here / f).lstat().st_mode)]
             depth = len(rel_parts)
             if depth == 3:  # results/<system>/<benchmark>: the MLCommons view's files live here
-                filenames = [f for f in filenames if not RESULT_FILE.fullmatch(f)]
+                filenames = [
+                    f for f in filenames if not RESULT_FILE.fullmatch(f) and f not in VIEW_FILES
+                ]
                 if "power" in dirnames:
                     dirnames.remove("power")
             if depth < 5 and filenames:
@@ -203,26 +212,27 @@ class Validator(GroupChecks):
         allowed = set(self.rules.divisions[division])
         for (system, benchmark, framework), members in sorted(groups.items()):
             where = f"results/{system}/{benchmark}/{framework}"
-            if len(members) != self.rules.runs_per_benchmark:
+            checked = [r for r in members if r.result is not None]
+            needed, may_miss = self._run_counts(benchmark, checked)
+            if len(members) != needed:
                 self.add(
                     "RUNS-001",
                     where,
-                    f"{len(members)} runs; ruleset {self.rules.id} needs "
-                    f"{self.rules.runs_per_benchmark}.",
+                    f"{len(members)} runs; ruleset {self.rules.id} needs {needed}.",
                 )
-            checked = [r for r in members if r.result is not None]
             self._check_distinct(where, checked)
+            if any(r.result.get("imported") for r in checked):
+                check_duplicate_runs(where, checked, self.rules, self.add)
             non_converged = [
                 r
                 for r in checked
                 if not r.result["metrics"] or not r.result["metrics"]["reached_target"]
             ]
-            if len(non_converged) > self.rules.max_non_converged:
+            if len(non_converged) > may_miss:
                 self.add(
                     "TARGET-002",
                     where,
-                    f"{len(non_converged)} runs missed the target; at most "
-                    f"{self.rules.max_non_converged} may.",
+                    f"{len(non_converged)} runs missed the target; at most {may_miss} may.",
                 )
             for run in checked:
                 self._check_meter_claims(run)
@@ -242,6 +252,43 @@ class Validator(GroupChecks):
                 self.add("SYS-001", where, f"no systems/{system}.json describes this system.")
             else:
                 self._check_system_matches(system, systems[system], checked)
+
+    def _run_counts(self, benchmark: str, runs: list[Run]) -> tuple[int, int]:
+        """(runs required, runs that may miss the target): an imported MLPerf benchmark's are
+        MLPerf's (its result file count, and the runs its olympic score drops), else the
+        ruleset's."""
+        table = self.rules.mlperf.benchmarks.get(benchmark)
+        if table is not None and runs and all(r.result.get("imported") for r in runs):
+            return table.runs, table.drop
+        return self.rules.runs_per_benchmark, self.rules.max_non_converged
+
+
+# submission.json's fields and their JSON types (package.py writes them; an import adds
+# `imported`): checked before any is used, so a list where a name belongs is a finding
+SUBMISSION_FIELDS = {
+    "org": (str,),
+    "division": (str,),
+    "ruleset": (str,),
+    "schema_version": (str,),
+    "created_utc": (str,),
+    "joulebench_version": (str,),
+    "systems": (list,),
+    "imported": (dict,),
+}
+SUBMISSION_REQUIRED = ("org", "division", "ruleset")
+
+
+def submission_type_problems(meta: dict) -> list[str]:
+    """How submission.json departs from its fields' types; empty when it does not."""
+    problems = [f"{k} is missing" for k in SUBMISSION_REQUIRED if k not in meta]
+    for key, types in SUBMISSION_FIELDS.items():
+        if key in meta and not isinstance(meta[key], types):
+            problems.append(f"{key} must be {'text' if types == (str,) else types[0].__name__}")
+    if isinstance(meta.get("systems"), list) and not all(
+        isinstance(x, str) for x in meta["systems"]
+    ):
+        problems.append("systems must list system ids (text)")
+    return problems
 
 
 def validate_submission(root: Path) -> Report:
