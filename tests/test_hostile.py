@@ -14,44 +14,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.cli_process import GIB, REPO, SECRET, tool
 from tests.submission_helpers import build_submission, copy_submission, rehash, runs_of
 
 pytestmark = pytest.mark.slow
-
-REPO = Path(__file__).resolve().parents[1]
-SECRET = "CANARY-7f3a9-do-not-leak"
-GIB = 1 << 30
-TOOL = """
-import resource, sys
-limit = int(sys.argv[1])
-if limit:
-    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-from harness.cli import main
-sys.exit(main(sys.argv[2:]))
-"""
-
-
-def tool(*args, mem: int = 0, timeout: float = 90) -> tuple[int, str]:
-    """`joulebench args...` in a fresh process: (exit code, stdout + stderr); never a
-    traceback, never the canary's content, never longer than `timeout`."""
-    proc = subprocess.run(
-        [sys.executable, "-c", TOOL, str(mem), *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=REPO,
-        stdin=subprocess.DEVNULL,
-    )
-    out = proc.stdout + proc.stderr
-    assert "Traceback" not in out, out[-4000:]
-    assert SECRET not in out, "the canary's content was printed"
-    return proc.returncode, out
 
 
 @pytest.fixture(scope="module")
@@ -391,3 +361,26 @@ def test_every_rule_id_the_validator_gives_is_declared_in_the_ruleset():
     declared = set(load_ruleset("v1").rule_ids)
     assert used == declared, (sorted(used - declared), sorted(declared - used))
     assert {"DIV-002", "RUNS-002", "TRACE-008", "MLLOG-002", "SUB-007"} <= declared
+
+
+# -- every JSON read through the safe reader; submission.json typed before use ---------------
+def test_a_deeply_nested_equivalence_verdict_is_one_line(tmp_path):
+    deep = tmp_path / "verdict.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    code, out = tool("run", "framework=custom", "framework.target=examples.least_squares:LeastSquaresWorkload",
+                     "meter=simulated", f"framework.equivalence={deep}", f"output_dir={tmp_path}/runs")  # fmt: skip
+    assert code == 2 and len(out.strip().splitlines()) == 1 and "nested" in out, out
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "said"),
+    [("division", ["closed"], "division must be text"), ("ruleset", {"id": "v1"}, "ruleset must be text"),
+     ("org", 7, "org must be text"), ("systems", [1, 2], "systems must list"), ("ruleset", None, "ruleset must be text")],
+)  # fmt: skip
+def test_a_submission_json_field_of_the_wrong_type(case, field, value, said):
+    sub, _ = case
+    meta = json.loads((sub / "submission.json").read_text())
+    meta[field] = value
+    (sub / "submission.json").write_text(json.dumps(meta))
+    out = validate(sub, "SUB-001")
+    assert said in out

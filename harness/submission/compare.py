@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from harness.submission.score import DEFAULT_RULESET
+from harness.submission.score import DEFAULT_RULESET, energy_basis
 
 METRICS = (  # (name, how to read it from a result, True if higher is better)
     (
@@ -64,6 +64,7 @@ class Comparison:
     high: float
     tolerance: float
     runs_needed: int | None = None
+    system: str = ""  # an imported benchmark's system; native comparisons pool systems
 
     def line(self) -> str:
         pct = lambda v: f"{100 * v:+.1f}%"  # noqa: E731
@@ -71,7 +72,8 @@ class Comparison:
             self.verdict
         ]
         text = (
-            f"{head} {self.benchmark}/{self.framework}: {self.metric} {pct(self.effect)} worse, "
+            f"{head} {self.benchmark}/{self.framework}{f' on {self.system}' if self.system else ''}: "
+            f"{self.metric} {pct(self.effect)} worse, "
             f"95% interval [{pct(self.low)}, {pct(self.high)}] against a {100 * self.tolerance:g}% "
             f"tolerance ({self.baseline:.6g} -> {self.candidate:.6g}: olympic means of "
             f"{self.baseline_runs[0]} of {self.baseline_runs[1]} baseline and "
@@ -122,9 +124,15 @@ def compare(
     and notes on what could not be compared."""
 
     def by_key(results):
-        out: dict[tuple[str, str], list[dict]] = {}
+        """(benchmark, framework, system): an imported run's system is part of its key (one
+        MLPerf benchmark on 1, 8 and 64 nodes is three series); a native run's is not (a
+        baseline package and a CI runner's run directories name one system differently)."""
+        from harness.submission.score import group_key
+
+        out: dict[tuple[str, str, str], list[dict]] = {}
         for r in results:
-            out.setdefault((r["benchmark"], r["workload"]["framework"]), []).append(r)
+            system = group_key(r)[0] if r.get("imported") else ""
+            out.setdefault((r["benchmark"], r["workload"]["framework"], system), []).append(r)
         return out
 
     base, cand = by_key(baseline), by_key(candidate)
@@ -132,7 +140,8 @@ def compare(
     for key in sorted(set(base) | set(cand)):
         if key not in base or key not in cand:
             notes.append(
-                f"{key[0]}/{key[1]}: only in {'candidate' if key in cand else 'baseline'}; not compared"
+                f"{key[0]}/{key[1]}{f' on {key[2]}' if key[2] else ''}: only in "
+                f"{'candidate' if key in cand else 'baseline'}; not compared"
             )
             continue
         for name, read, higher_better in METRICS:
@@ -147,7 +156,14 @@ def compare(
                 Comparison(
                     key[0], key[1], name, verdict, mb, mc,
                     (len(trimmed(b)), len(b)), (len(trimmed(c)), len(c)),
-                    effect, low, high, tolerance, needed,
+                    effect, low, high, tolerance, needed, key[2],
                 )
             )  # fmt: skip
+        bases = ({energy_basis(r) for r in base[key]}, {energy_basis(r) for r in cand[key]})
+        if bases[0] != bases[1]:
+            notes.append(
+                f"{key[0]}/{key[1]}{f' on {key[2]}' if key[2] else ''}: the baseline is on "
+                f"{' + '.join(sorted(bases[0]))}, the candidate on {' + '.join(sorted(bases[1]))}: "
+                "the change includes the difference of bases"
+            )
     return comparisons, notes

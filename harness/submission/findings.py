@@ -32,7 +32,7 @@ class Run:
     framework: str
     result: dict | None = None  # set when result.json passed the schema
     energy_j: float | None = None  # the trace's energy over run_start..run_stop (derived)
-    fingerprint: tuple | None = None  # an import's (log sha256, node files' sha256s): IMP-006
+    fingerprint: tuple | None = None  # an import's log, node files and run times: IMP-006
 
 
 @dataclass

@@ -56,10 +56,9 @@ class ImportChecks:
         if logs is None:
             return
         log_text, nodes, switches = logs
+        where = f"{view_rel}/power/{imp['result_file'][:-4]}"
         log = self._parsed(f"{view_rel}/{imp['result_file']}", log_text)
-        parsed = {
-            n: self._parsed(f"{view_rel}/power/{n}", t) for n, t in {**nodes, **switches}.items()
-        }
+        parsed = {n: self._parsed(f"{where}/{n}", t) for n, t in {**nodes, **switches}.items()}
         if log is None or None in parsed.values():
             return
         times = mp.run_times_ms(log.records)
@@ -69,7 +68,6 @@ class ImportChecks:
             )
             return
         ttt_ms = times[1] - times[0]
-        where = f"{view_rel}/power/{imp['result_file'][:-4]}"
         try:
             node_energy = {
                 n: mp.node_energy_j(parsed[n].records, ttt_ms, rnd.rule, n) for n in nodes
@@ -81,7 +79,11 @@ class ImportChecks:
         self._check_figure(files, where, rnd.rule.id, node_energy, switch_energy)
         self._check_scaling(files, view_rel)
         self._facts(files, where, log, parsed, nodes, switches, node_energy, switch_energy)
-        files.run.fingerprint = (_sha(log_text), tuple(_sha(nodes[n]) for n in sorted(nodes)))
+        files.run.fingerprint = (
+            _sha(log_text),
+            tuple(_sha(nodes[n]) for n in sorted(nodes)),
+            times,
+        )
 
     def _published(self, files: RunFiles, view_rel: str):
         """(result log, node files, switch files) of the view, each as recorded (MLC-001)."""
@@ -115,9 +117,11 @@ class ImportChecks:
         for m in files.result["meters"]:
             for path, digest in (m.get("details") or {}).get("files", {}).items():
                 recorded[str(path).split("/", 1)[-1]] = digest
+        missing = False
         for path in sorted(set(recorded) | set(texts)):
             if path not in texts:
                 self.add("MLC-001", path, "was read by the import but is missing; import again.")
+                missing = True
             elif path not in recorded:
                 self.add("MLC-001", path, f"is not among the files {files.rel} was imported from.")
             elif recorded[path] != _sha(texts[path]):
@@ -133,7 +137,8 @@ class ImportChecks:
         if len(nodes) != files.result["imported"]["nodes"]:
             self.add("MLC-001", power_rel, f"holds {len(nodes)} node files; the run records "
                      f"{files.result['imported']['nodes']}.")  # fmt: skip
-        return log_text, nodes, switches
+            return None
+        return None if missing else (log_text, nodes, switches)
 
     def _parsed(self, path: str, text: str) -> mp.LogFile | None:
         try:
@@ -242,17 +247,22 @@ class ImportChecks:
         rates, gaps, covered, beyond = {}, {}, {}, {}
         for d in domains:
             t = trace.domains[d].t_ns
-            rates[d] = int(((t >= start) & (t <= stop)).sum()) / duration
+            span_ns = max(0, min(int(t[-1]), stop) - max(int(t[0]), start))  # read and timed
+            # the rate over the part of the run the readings cover (IMP-002 says how much)
+            rates[d] = int(((t >= start) & (t <= stop)).sum()) / max(span_ns / 1e9, 1e-9)
             first = max(0, int(t.searchsorted(start, side="right")) - 1)
             window = t[first : int(t.searchsorted(stop, side="left")) + 1]
             gaps[d] = float(np.diff(window).max()) / 1e9 if window.size > 1 else duration
-            covered[d] = max(0, min(int(t[-1]), stop) - max(int(t[0]), start)) / (stop - start)
+            covered[d] = span_ns / (stop - start)
             beyond[d] = (max(0, start - int(t[0])) + max(0, int(t[-1]) - stop)) / 1e9
         low, wide = min(rates, key=rates.get), max(gaps, key=gaps.get)
-        b = bounds["IMP-001"]
+        b, sparsest = (
+            bounds["IMP-001"],
+            f", the sparsest of {len(domains)} nodes" if len(domains) > 1 else "",
+        )
         self._fact("IMP-001", csv_rel,
-                   f"{rates[low]:.3f} readings a second ({low}, the sparsest of {len(domains)} nodes) and "
-                   f"a longest gap of {gaps[wide]:.1f} s ({wide}) inside the timed window; MLPerf asks at "
+                   f"{rates[low]:.3f} readings a second ({low}{sparsest}) and a longest gap of "
+                   f"{gaps[wide]:.1f} s ({wide}) inside the timed window, where read; MLPerf asks at "
                    f"least {b['min_hz']:g} a second, evenly (no gap over {b['max_gap_s']:g} s)",
                    rates[low] < b["min_hz"] or gaps[wide] > b["max_gap_s"])  # fmt: skip
         least = min(covered, key=covered.get)
@@ -292,17 +302,17 @@ class ImportChecks:
 
 
 def check_duplicate_runs(where: str, runs: list[Run], rules, add) -> None:
-    """IMP-006 across the imported runs of one benchmark: two runs with the same log, or the
-    same power files (one measurement submitted for two runs)."""
+    """IMP-006 across the imported runs of one benchmark: two runs with the same log, the same
+    power files or the same run_start and run_stop (one run submitted twice)."""
     severity = rules.mlperf.trust["IMP-006"]["severity"]
-    for index, what in ((0, "log"), (1, "node files")):
+    for index, what in ((0, "log"), (1, "node files"), (2, "run_start and run_stop")):
         seen: dict = {}
         for run in runs:
             if run.fingerprint is None:
                 continue
-            key = run.fingerprint[index]
+            key, name = run.fingerprint[index], run.result["imported"]["result_file"]
             if key in seen:
-                add("IMP-006", run.rel, f"has the same {what} as {seen[key]}, byte for byte: one "
-                    "measurement stands for two runs", severity)  # fmt: skip
+                add("IMP-006", run.rel, f"({name}) has the same {what} as {seen[key]}"
+                    f"{', byte for byte' if index < 2 else ''}: one run stands for two", severity)  # fmt: skip
             else:
-                seen[key] = run.rel
+                seen[key] = name

@@ -213,13 +213,9 @@ class Validator(GroupChecks):
         for (system, benchmark, framework), members in sorted(groups.items()):
             where = f"results/{system}/{benchmark}/{framework}"
             checked = [r for r in members if r.result is not None]
-            needed, may_miss = self._run_counts(benchmark, checked)
+            needed, may_miss, whose = self._run_counts(benchmark, checked)
             if len(members) != needed:
-                self.add(
-                    "RUNS-001",
-                    where,
-                    f"{len(members)} runs; ruleset {self.rules.id} needs {needed}.",
-                )
+                self.add("RUNS-001", where, f"{len(members)} runs; {whose} needs {needed}.")
             self._check_distinct(where, checked)
             if any(r.result.get("imported") for r in checked):
                 check_duplicate_runs(where, checked, self.rules, self.add)
@@ -253,14 +249,18 @@ class Validator(GroupChecks):
             else:
                 self._check_system_matches(system, systems[system], checked)
 
-    def _run_counts(self, benchmark: str, runs: list[Run]) -> tuple[int, int]:
-        """(runs required, runs that may miss the target): an imported MLPerf benchmark's are
-        MLPerf's (its result file count, and the runs its olympic score drops), else the
-        ruleset's."""
+    def _run_counts(self, benchmark: str, runs: list[Run]) -> tuple[int, int, str]:
+        """(runs required, runs that may miss the target, whose rule): an imported MLPerf
+        benchmark's are MLPerf's (its result file count, and the runs its olympic score drops),
+        else the ruleset's."""
         table = self.rules.mlperf.benchmarks.get(benchmark)
         if table is not None and runs and all(r.result.get("imported") for r in runs):
-            return table.runs, table.drop
-        return self.rules.runs_per_benchmark, self.rules.max_non_converged
+            return table.runs, table.drop, f"MLPerf Training ({benchmark}, ruleset {self.rules.id})"
+        return (
+            self.rules.runs_per_benchmark,
+            self.rules.max_non_converged,
+            f"ruleset {self.rules.id}",
+        )
 
 
 # submission.json's fields and their JSON types (package.py writes them; an import adds
