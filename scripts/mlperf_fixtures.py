@@ -95,7 +95,9 @@ def main() -> None:
                     text = cut_node(text, readings)
                 (power / f.name).write_text(text, encoding="utf-8")
         how = ("logs cut to the keys read" if cut else "logs whole") + (
-            f", node files cut to their first {readings} readings" if readings else ", power files whole"
+            f", node files cut to their first {readings} readings"
+            if readings
+            else ", power files whole"
         )
         listing.append(f"- `{repo}/{org}/results/{system}/{bench}/`: {', '.join(names)} ({how})")
     shutil.copyfile(repos["v4.0"] / "LICENSE.md", OUT / "LICENSE.md")

@@ -98,7 +98,9 @@ def check(args) -> int:
         rel = abs(r["metrics"]["energy_total_j"] - theirs) / abs(theirs)
         worst = max(worst, rel)
         if rel > args.tolerance:
-            problems.append(f"{key}: {r['metrics']['energy_total_j']!r} J, the summarizer {theirs!r} J")
+            problems.append(
+                f"{key}: {r['metrics']['energy_total_j']!r} J, the summarizer {theirs!r} J"
+            )
     score_worst, score_seen = 0.0, 0
     rows = []
     for out in args.outs:  # one import, one org folder: its rows are that org's
@@ -114,7 +116,9 @@ def check(args) -> int:
         rel = abs(s.energy_to_target_j - theirs) / abs(theirs)
         score_worst = max(score_worst, rel)
         if rel > args.tolerance:
-            problems.append(f"{s.system}/{s.benchmark} score: {s.energy_to_target_j!r}, the summarizer {theirs!r}")
+            problems.append(
+                f"{s.system}/{s.benchmark} score: {s.energy_to_target_j!r}, the summarizer {theirs!r}"
+            )
     summary = {"runs": seen, "worst_run_relative": worst, "scores": score_seen,
                "worst_score_relative": score_worst, "problems": problems}  # fmt: skip
     print(json.dumps(summary, indent=1))
@@ -128,7 +132,9 @@ def main() -> int:
     s.add_argument("orgs", nargs="+", type=Path)
     s.add_argument("--ruleset", required=True, help="the training ruleset, e.g. 4.0.0")
     s.add_argument("--logging", help="a mlcommons/logging checkout (default: the installed one)")
-    s.add_argument("--label", help="what to call the summarizer in the output (a commit, a version)")
+    s.add_argument(
+        "--label", help="what to call the summarizer in the output (a commit, a version)"
+    )
     s.add_argument("-o", "--output", required=True)
     c = sub.add_parser("check")
     c.add_argument("reference")
