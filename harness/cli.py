@@ -239,7 +239,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("joulebench: interrupted.", file=sys.stderr)
         return report_exit(130)
-    except BrokenPipeError:  # the reader went away (`| head`): stop quietly, as a pipe tool does
+    except (
+        BrokenPipeError
+    ):  # the reader went away (piped into head): stop quietly, like a pipe tool
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
     except Exception as exc:

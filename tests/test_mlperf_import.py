@@ -118,6 +118,8 @@ def test_what_the_import_records(imports):
         meter["details"]["meter"] == "undeclared" and meter["details"]["rule"] == "logging-a9f4839"
     )
     assert meter["domains"] == [f"node{k}/node:wall" for k in range(8)]
+    assert len(meter["details"]["stop_equals_start"]) == 8  # named in the result, and warned of
+    assert any("takes the latest reading as the stop" in w for w in r["warnings"])
     llama = _by_log(smc)[
         "smc-ac-power/results/8xSMC-H100-SXM-80GB/llama2_70b_lora/result_5742-240517053836692164828_5.txt"
     ]

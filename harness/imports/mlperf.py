@@ -202,7 +202,7 @@ def import_mlperf(src: Path, out: Path, round_id: str, system: str | None = None
                 _write(view / "scaling.json", bench_src.scaling_text)
             runs = sorted(bench_src.runs, key=lambda r: natural_key(r.name))
             for k, run in enumerate(runs, 1):
-                parts = build_run(bench_src, run, k, rnd, table, basis)
+                parts = build_run(bench_src, run, k, rnd, table, basis, label)
                 config = _config(round_id, rnd.rule.id, org.org, system_id, bench, table,
                                  carbon_cfg, basis, label, parts.seed)  # fmt: skip
                 config_yaml = yaml.safe_dump(config, sort_keys=False)

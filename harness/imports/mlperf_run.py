@@ -49,6 +49,7 @@ class Nodes:
     clock_offset_s: dict[str, float]  # a measured switch moved onto the run's clock
     node_starts_ms: list[float]
     skipped_lines: int
+    stop_equals_start: list[str]  # node files whose stop was logged at their start
 
 
 def _parse(text: str, name: str) -> mp.LogFile:
@@ -59,7 +60,7 @@ def _parse(text: str, name: str) -> mp.LogFile:
 
 
 def read_power(run: RunSource, where: str, ttt_ms: float, rnd: MLPerfRound) -> Nodes:
-    out = Nodes({}, {}, [], {}, {}, {}, {}, [], 0)
+    out = Nodes({}, {}, [], {}, {}, {}, {}, [], 0, [])
     try:
         for name in sorted(run.nodes, key=mp.natural_key):
             log = _parse(run.nodes[name], f"{where}/{name}")
@@ -71,6 +72,8 @@ def read_power(run: RunSource, where: str, ttt_ms: float, rnd: MLPerfRound) -> N
             out.efficiency[domain] = node.efficiency
             out.measurement_type[domain] = mp.measurement_type(log.records)
             out.node_starts_ms.append(node.start_ms)
+            if node.stop_equals_start:
+                out.stop_equals_start.append(name)
         for name in sorted(run.switches, key=mp.natural_key):
             log = _parse(run.switches[name], f"{where}/{name}")
             out.skipped_lines += log.skipped
@@ -187,7 +190,8 @@ class RunParts:
 
 
 def build_run(bench: BenchmarkSource, run: RunSource, k: int, rnd: MLPerfRound,
-              table: MLPerfBenchmark, declared_basis: str | None) -> RunParts:  # fmt: skip
+              table: MLPerfBenchmark, declared_basis: str | None,
+              label: str | None = None) -> RunParts:  # fmt: skip
     where = f"{bench.folder}/power/{run.name}"
     log = _parse(run.log, f"{bench.folder}/{run.name}.txt")
     if log.skipped:
@@ -235,6 +239,12 @@ def build_run(bench: BenchmarkSource, run: RunSource, k: int, rnd: MLPerfRound,
         warnings.append(
             f"the log's run_stop says success, but no {table.metric} eval meets the ruleset's "
             f"target ({table.direction} {table.threshold:g}): counted as not reaching it."
+        )
+    if nodes.stop_equals_start:
+        warnings.append(
+            f"{len(nodes.stop_equals_start)} node files log power_measurement_stop at their "
+            f"power_measurement_start; {rnd.rule.id} (round {rnd.id}) takes the latest reading as "
+            "the stop."
         )
     seed = next((r.value for r in log.records if r.key == "seed"), None)
     if isinstance(seed, bool) or not isinstance(seed, int):
@@ -287,12 +297,14 @@ def build_run(bench: BenchmarkSource, run: RunSource, k: int, rnd: MLPerfRound,
         "meter": "undeclared",  # nothing in MLPerf's files names the power meter
         "round": rnd.id,
         "rule": rnd.rule.id,
+        "source": label,  # where SRC came from, as the importer said (--source)
         "files": dict(run.sha256),  # every file read, by its path in the repository
         "not_read": sorted(run.not_read),
         "conversion_eff": nodes.efficiency,
         "measurement_type": nodes.measurement_type,
         "switch_estimate_w": nodes.switch_estimate_w,
         "skipped_lines": nodes.skipped_lines,
+        "stop_equals_start": nodes.stop_equals_start,  # the rule's stop_time says what it did
     }
     meters = [
         MeterSourceRecord("mlperf-import", "wall-meter", "measured", "total", node_domains,

@@ -143,7 +143,8 @@ def _variant_labels(runs: list[dict]) -> tuple[dict[tuple, str], str | None]:
             parts.append(pool[0])
         if len({p[1] for p in pools}) > 1:
             parts.append(f"carbon {pool[1]}")
-        keys = [k for k in differing if not k.startswith(("meter.", "carbon."))] or differing
+        keys = [k for k in differing if not k.startswith(("meter.", "carbon.", "import."))]
+        keys = keys or ([] if len({p[3] for p in pools}) > 1 else differing)
         if len({p[2] for p in pools}) > 1 and keys:
             shown = ", ".join(f"{k}={config.get(k, 'unset')}" for k in keys[:3])
             parts.append(shown + (f" (+{len(keys) - 3} more)" if len(keys) > 3 else ""))
