@@ -19,16 +19,15 @@ from pathlib import Path
 import pytest
 
 from tests.cli_process import GIB, REPO, SECRET, tool
-from tests.submission_helpers import build_submission, copy_submission, rehash, runs_of
+from tests.submission_helpers import copy_submission, rehash, runs_of
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def genuine(tmp_path_factory):
+def genuine(tiny_package, tmp_path_factory):
     root = tmp_path_factory.mktemp("hostile")
-    overrides = ["benchmark.max_steps=20", "benchmark.eval_every_steps=20"]
-    run_dirs, system, sub = build_submission(root, [*overrides, "benchmark.target.threshold=9"])
+    run_dirs, system, sub = tiny_package
     canary = root / "outside" / "secret.txt"
     canary.parent.mkdir()
     canary.write_text(f"{SECRET}\nline two\n")

@@ -23,14 +23,14 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
-    """Five seeds of lm-dense-tiny with the simulated meter; runs last several seconds each."""
+    """Five seeds of lm-dense-tiny with the simulated meter, each past its target at its one eval."""
     root = tmp_path_factory.mktemp("sub")
     run_dirs, system, sub = build_submission(
         root,
         [
-            "benchmark.max_steps=300",
-            "benchmark.eval_every_steps=300",
-            "benchmark.target.threshold=1.5",
+            "benchmark.max_steps=120",
+            "benchmark.eval_every_steps=120",
+            "benchmark.target.threshold=2.5",
         ],
     )
     return root, run_dirs, system, sub

@@ -10,19 +10,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from harness.submission.validate import validate_submission
-from tests.submission_helpers import build_submission, runs_of
+from tests.submission_helpers import runs_of
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def valid_sub(tmp_path_factory):
-    overrides = [
-        "benchmark.max_steps=20",
-        "benchmark.eval_every_steps=20",
-        "benchmark.target.threshold=9",
-    ]
-    _, _, sub = build_submission(tmp_path_factory.mktemp("fuzz"), overrides)
+def valid_sub(tiny_package):
+    _, _, sub = tiny_package  # copied before each corruption, never written
     assert validate_submission(sub).valid
     return sub
 

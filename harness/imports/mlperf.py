@@ -138,9 +138,8 @@ def _config(round_id, rule, org, system, bench, table, carbon, basis, label, see
 
 
 def _result(parts: RunParts, config: dict, config_yaml: str, files: dict, system, workload,
-            bench: str, table, carbon_cfg, run_id: str) -> Result:  # fmt: skip
+            bench: str, table, carbon_cfg, run_id: str, code) -> Result:  # fmt: skip
     from harness.carbon import compute_carbon
-    from harness.system import code_version
 
     carbon = compute_carbon(
         parts.metrics.energy_total_j, carbon_cfg, accelerator_model=workload.device_name,
@@ -157,7 +156,7 @@ def _result(parts: RunParts, config: dict, config_yaml: str, files: dict, system
         benchmark_version=f"{TOOL}-{parts.imported.round}", ruleset="v1", seed=parts.seed,
         target_metric=table.metric, target_threshold=table.threshold,
         target_direction=table.direction, config=config, config_sha256=sha256_text(config_yaml),
-        code=code_version(), system=system, workload=workload, meters=parts.meters,
+        code=code, system=system, workload=workload, meters=parts.meters,
         timing=parts.timing, metrics=parts.metrics, windows=[], carbon=carbon, files=files,
         warnings=warnings, imported=parts.imported,
     )  # fmt: skip
@@ -179,6 +178,9 @@ def import_mlperf(src: Path, out: Path, round_id: str, system: str | None = None
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise SubmissionError(f"{out} exists and is not an empty folder.", "give a new -o folder.")
     org = source.locate(src, system, benchmark)
+    from harness.system import code_version
+
+    code = code_version()  # the importer's: one git look-up for every run
     tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
     tmp.mkdir(parents=True)
     done, owners = [], set()
@@ -219,7 +221,7 @@ def import_mlperf(src: Path, out: Path, round_id: str, system: str | None = None
                 ]
                 result = _result(parts, config, config_yaml,
                                  {n: sha256_text(texts[n]) for n in SIBLING_FILES},
-                                 sys_info, workload, bench, table, carbon_cfg, run_id)  # fmt: skip
+                                 sys_info, workload, bench, table, carbon_cfg, run_id, code)  # fmt: skip
                 write_result(run_dir, result)
                 _write(view / f"{run.name}.txt", run.log)
                 for name, text in {**run.nodes, **run.switches}.items():
