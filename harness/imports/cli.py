@@ -38,8 +38,9 @@ def register(sub) -> None:
         "src", help="<org>, <org>/results/<system> or <org>/results/<system>/<benchmark>"
     )
     m.add_argument("-o", "--output", required=True, help="a new folder: the imported submission")
-    m.add_argument("--round", required=True, choices=["4.0", "4.1", "5.0"],
-                   help="the MLPerf round: it decides the summarizer rule (configs/ruleset)")  # fmt: skip
+    m.add_argument("--round", required=True,
+                   help="the MLPerf round, one configs/ruleset names (4.0, 4.1, 5.0): it decides "
+                   "the summarizer rule")  # fmt: skip
     m.add_argument("--system", help="only this system folder")
     m.add_argument("--benchmark", help="only this benchmark folder")
     m.add_argument("--region", help="the grid for CO2e (default: world average, labelled)")

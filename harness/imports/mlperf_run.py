@@ -185,8 +185,6 @@ class RunParts:
     meters: list[MeterSourceRecord]
     imported: ImportRecord
     power_csv: str
-    start_ms: float
-    stop_ms: float
 
 
 def build_run(bench: BenchmarkSource, run: RunSource, k: int, rnd: MLPerfRound,
@@ -222,7 +220,7 @@ def build_run(bench: BenchmarkSource, run: RunSource, k: int, rnd: MLPerfRound,
     evals, first = [], None
     for i, r in enumerate(mp.eval_records(log.records, table.metric)):
         meta = r.metadata if isinstance(r.metadata, dict) else {}
-        step = next((meta[k] for k in ("samples_count", "epoch_num") if isinstance(meta.get(k), int)), i + 1)  # fmt: skip
+        step = next((meta[c] for c in ("samples_count", "epoch_num") if isinstance(meta.get(c), int)), i + 1)  # fmt: skip
         t_ns = min(int(round(r.time_ms * 1e6)), stop_ns)
         met = target_met(r.value, table.threshold, table.direction)
         reached = met and first is None
@@ -327,7 +325,7 @@ def build_run(bench: BenchmarkSource, run: RunSource, k: int, rnd: MLPerfRound,
         basis_source=basis_source, switch_basis=switch_basis,
     )  # fmt: skip
     return RunParts("success" if success else "target_not_reached", seed, warnings, timing,
-                    metrics, meters, imported, text, start_ms, stop_ms)  # fmt: skip
+                    metrics, meters, imported, text)  # fmt: skip
 
 
 def _rate(series: mp.Series, start_ns: int, stop_ns: int) -> float:
