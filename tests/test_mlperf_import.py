@@ -280,6 +280,9 @@ def test_a_measured_switch_on_another_clock(tmp_path):
     # each node: 0.96 x sum(W x 1 s over 101 s of readings) x 100 s / 101 s; the switch counts 0
     by_hand = sum(0.96 * w * 101 * 100.0 / 101 for w in (5000.0, 6000.0))
     assert r["metrics"]["energy_total_j"] == pytest.approx(by_hand, rel=1e-12)
+    bench = org / "results" / "2xBox" / "llama2_70b_lora"  # the v4.1 summarizer agrees
+    theirs = _summarizer(bench, bench / "result_0.txt", "4.1.0")
+    assert r["metrics"]["energy_total_j"] == pytest.approx(theirs, rel=1e-9)
     assert r["imported"]["switch_basis"] == "measured-not-counted"
     assert (
         r["imported"]["basis"] == "AC x efficiency"
