@@ -34,7 +34,10 @@ def build_submission(
         assert main(["run", "-m", "seed=1,2,3,4,5", "meter=simulated", *overrides]) == 0
     finally:
         os.chdir(old)
-    run_dirs = sorted(p.parent for p in root.glob("results/runs/*/*/*/result.json"))
+    run_dirs = sorted(  # by seed, as `package` numbers them (names tie within one second)
+        (p.parent for p in root.glob("results/runs/*/*/*/result.json")),
+        key=lambda d: json.loads((d / "result.json").read_text())["seed"],
+    )
     device = json.loads((run_dirs[0] / "result.json").read_text())["workload"]["device_name"]
     system = write_system(root / "ci-box.json", device, 1)
     return run_dirs, system, package_runs(run_dirs, system, root / division, division)

@@ -45,7 +45,12 @@ def packaged(tmp_path_factory):
         assert main(["run", "-m", "seed=1,2", *common, "benchmark.eval_every_steps=50"]) == 0
     finally:
         os.chdir(old)
-    runs = sorted(p.parent for p in root.glob("results/runs/*/*/*/result.json"))
+    # by seed, as `package` numbers them (run_1 is seed 1, its view result_0): two runs that
+    # start in the same second have directory names that sort by their random run id
+    runs = sorted(
+        (p.parent for p in root.glob("results/runs/*/*/*/result.json")),
+        key=lambda d: json.loads((d / "result.json").read_text())["seed"],
+    )
     device = json.loads((runs[0] / "result.json").read_text())["workload"]["device_name"]
     system = write_system(root / "box.json", device, 1)
     return runs, system, package_runs(runs, system, root / "sub")
