@@ -21,7 +21,7 @@ from harness.report_summary import summary_markdown
 from harness.results.run_dir import run_total_domains
 from harness.results.trace import TraceCurve, TraceError
 from harness.submission.pairs import compare_pairs, energy_to_target, steps_to_target
-from harness.submission.score import grouped, load_results, scores
+from harness.submission.score import grouped, load_results, scores, system_of
 
 COLORS = {"dense": "#1f77b4", "moe": "#d62728"}
 REPORT_FILES = (  # what write_report writes, in order
@@ -76,7 +76,7 @@ def plot_power(results: list[dict], path: Path) -> tuple[int, list[str]]:
     panels: dict[tuple[str, str, str], list[dict]] = {}
     for run in results:
         panels.setdefault(
-            (run["benchmark"], run["workload"]["framework"], _system(run)), []
+            (run["benchmark"], run["workload"]["framework"], system_of(run)), []
         ).append(run)
     cols = min(3, max(1, len(panels)))
     rows = max(1, math.ceil(len(panels) / cols))
@@ -115,12 +115,6 @@ def plot_power(results: list[dict], path: Path) -> tuple[int, list[str]]:
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return drawn, left_out
-
-
-def _system(run: dict) -> str:
-    from harness.submission.score import group_key
-
-    return group_key(run)[0]
 
 
 def plot_loss_vs_energy(results: list[dict], path: Path) -> None:

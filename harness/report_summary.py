@@ -4,7 +4,7 @@ results as MLCommons' summarizer scores them beside their traces, and each dense
 from __future__ import annotations
 
 from harness.submission.pairs import compare_pairs
-from harness.submission.score import basis_note, pooling_notes
+from harness.submission.score import basis_note, pooling_notes, system_of
 
 
 def summary_markdown(results: list[dict], score_rows, left_out: list[str] = ()) -> str:
@@ -99,7 +99,7 @@ def imported_table(results: list[dict], score_rows) -> list[str]:
         if r.get("imported"):
             c = r.get("carbon") or {}
             lb = c.get("location_based") or {}
-            carbon[(group_key_of(r), r["benchmark"])] = f"{lb.get('region')}, PUE {c.get('pue'):g}"
+            carbon[(system_of(r), r["benchmark"])] = f"{lb.get('region')}, PUE {c.get('pue'):g}"
     out = [
         "",
         "## Imported results (MLCommons' result summarizer, each round's rule)",
@@ -123,9 +123,3 @@ def imported_table(results: list[dict], score_rows) -> list[str]:
             f"{carbon.get((s.system, s.benchmark), '-')} |"
         )
     return out
-
-
-def group_key_of(run: dict) -> str:
-    from harness.submission.score import group_key
-
-    return group_key(run)[0]

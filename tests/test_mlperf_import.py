@@ -319,3 +319,15 @@ def test_the_import_says_what_it_is_not_told(tmp_path):
     )
     assert r["imported"]["switch_basis"] == "measured-not-counted"
     assert r["meters"][1]["details"]["clock_offset_s"] == {}  # on the run's clock already
+
+
+def test_a_switch_file_without_readings_or_estimate_counts_zero(tmp_path):
+    """The summarizer adds such a file as 0 J; the import keys it as the validator re-derives it."""
+    org = _synthetic_org(tmp_path, offset_ms=0)
+    sw = org / "results" / "2xBox" / "llama2_70b_lora" / "power" / "result_0" / "sw_0.txt"
+    sw.write_text(_log([("power_measurement_start", 0, None, {})]))
+    import_mlperf(org, tmp_path / "out", "4.1")
+    (r,) = load_results([tmp_path / "out"])
+    assert r["metrics"]["energy_by_domain_j"]["sw0/switch:wall"] == 0.0
+    assert r["imported"]["switch_basis"] == "none" and len(r["meters"]) == 1
+    assert not _findings(validate_submission(tmp_path / "out"), "MLC-001")

@@ -78,16 +78,16 @@ def read_power(run: RunSource, where: str, ttt_ms: float, rnd: MLPerfRound) -> N
             log = _parse(run.switches[name], f"{where}/{name}")
             out.skipped_lines += log.skipped
             energy, estimate = mp.switch_energy_j(log.records, ttt_ms, f"{where}/{name}")
-            domain = mp.domain_of(name)
+            key = mp.energy_domain(name, estimate)
+            out.energy_by_domain_j[key] = (
+                energy  # 0 unless estimated: the summarizer reads no readings
+            )
             series = mp.reading_series(log.records, f"{where}/{name}")
             if estimate is not None:
-                key = domain.replace(":wall", ":estimated")
-                out.energy_by_domain_j[key] = energy
                 out.switch_estimate_w[key] = float(estimate)
             elif series.t_ns:
-                out.energy_by_domain_j[domain] = energy  # 0: the summarizer reads estimates only
-                out.series[domain] = series
-                out.switch_domains.append(domain)
+                out.series[key] = series
+                out.switch_domains.append(key)
     except mp.PowerLogError as exc:
         raise SubmissionError(f"{exc}.", "import MLPerf logs as published.") from exc
     return out

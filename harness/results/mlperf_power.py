@@ -242,6 +242,13 @@ def domain_of(file_name: str) -> str:
     return f"node{k}/node:wall" if kind == "node" else f"sw{k}/switch:wall"
 
 
+def energy_domain(file_name: str, estimate: float | None) -> str:
+    """The key of a power log's energy in metrics.energy_by_domain_j: its trace domain, or for
+    an estimated switch (no trace) `sw<K>/switch:estimated`."""
+    domain = domain_of(file_name)
+    return domain.replace(":wall", ":estimated") if estimate is not None else domain
+
+
 def measurement_type(records: list[Record]) -> str | None:
     """conversion_eff's metadata.measurement_type (AC where a node's AC input power was read
     and converted to DC by the efficiency), or None."""

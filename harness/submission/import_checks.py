@@ -21,18 +21,14 @@ summarizer's figure, and none makes a published result invalid. Inside its bound
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 
 import numpy as np
 
 from harness.results import mlperf_power as mp
 from harness.results import safe_files
+from harness.results.writer import sha256_text as _sha
 from harness.submission.findings import Run, RunFiles, close_enough
 from harness.submission.mlcommons import RESULT_FILE
-
-
-def _sha(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 class ImportChecks:
@@ -151,10 +147,7 @@ class ImportChecks:
         m, tol = files.result["metrics"], self.rules.mlperf.energy_tolerance
         by_domain = {mp.domain_of(n): e.energy_j for n, e in node_energy.items()}
         for n, (energy, estimate) in switch_energy.items():
-            domain = mp.domain_of(n)
-            by_domain[domain.replace(":wall", ":estimated") if estimate is not None else domain] = (
-                energy
-            )
+            by_domain[mp.energy_domain(n, estimate)] = energy
         total = 0.0
         for value in by_domain.values():
             total += value

@@ -85,6 +85,11 @@ def group_key(r: dict) -> tuple[str, str, str]:
     return system, r["benchmark"], r["workload"]["framework"]
 
 
+def system_of(r: dict) -> str:
+    """The system a result's score row is for (group_key's first part)."""
+    return group_key(r)[0]
+
+
 # config keys that differ between the runs of one score by design
 UNPOOLED_CONFIG_KEYS = ("seed", "output_dir", "run_dir", "progress")
 
