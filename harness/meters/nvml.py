@@ -26,8 +26,7 @@ from __future__ import annotations
 import os
 
 from harness.errors import MeterError
-from harness.meters.base import DomainFault, MeterSource, Reading
-from harness.meters.counter import poll_hz_for_tick
+from harness.meters.counter_device import CounterSource
 from harness.meters.nvml_gpu import NvmlGpu, gpu_state, text
 
 
@@ -98,10 +97,8 @@ def _handles(nvml, cuda_indices: list[int] | None, uuids: list[str] | None) -> l
     return handles
 
 
-class NvmlSource(MeterSource):
+class NvmlSource(CounterSource):
     name = "nvml"
-    method = "energy-counter"
-    provenance = "measured"
 
     def __init__(
         self,
@@ -136,12 +133,10 @@ class NvmlSource(MeterSource):
             raise MeterError(
                 "NVML found none of the workload's GPUs.", "check CUDA_VISIBLE_DEVICES."
             )
+        self.devices = self.gpus
         self.driver = text(self.nvml.nvmlSystemGetDriverVersion())
         self._start: dict[str, dict] = {}
         self._end: dict[str, dict] = {}
-
-    def domains(self) -> list[str]:
-        return [g.domain for g in self.gpus]
 
     def covers(self) -> set[str]:
         things = {f"gpu:{g.uuid}" for g in self.gpus}
@@ -160,64 +155,6 @@ class NvmlSource(MeterSource):
         if not all(g.has_counter for g in self.gpus):
             self.method = "power-sampling"
 
-    def tick_period_s(self) -> dict[str, float]:
-        """Each counter's period: the detected one, refined by the tick lock's brackets."""
-        out = {}
-        for g in self.gpus:
-            if g.has_counter and g.tick_s:
-                out[g.domain] = g.lock.tick_s if g.lock is not None else g.tick_s
-        return out
-
-    def default_hz(self) -> float:
-        """Reads a second: two a tick when locked to the ticks, else ten a tick (20-100 Hz)."""
-        ticks = self.tick_period_s().values()
-        if not ticks:
-            return 20.0
-        if self.schedules_reads():
-            return 2.0 / min(ticks)
-        return poll_hz_for_tick(min(ticks))
-
-    def schedules_reads(self) -> bool:
-        return any(g.lock is not None for g in self.gpus)
-
-    def next_poll_ns(self, now_ns: int) -> int:
-        """The earliest read any GPU wants: a locked one around its next tick, one without a
-        counter (power sampling) at the fixed rate."""
-        fixed = now_ns + int(1e9 / 20.0)
-        wanted = [
-            g.lock.next_read_ns(now_ns) if g.lock else fixed for g in self.gpus if not g.failed
-        ]
-        return min(wanted) if wanted else fixed
-
-    def poll(self, t_ns: int) -> list[Reading | DomainFault]:
-        return self._read(t_ns, due_only=False)
-
-    def poll_due(self, t_ns: int) -> list[Reading | DomainFault]:
-        return self._read(t_ns, due_only=True)
-
-    def _read(self, t_ns: int, due_only: bool) -> list[Reading | DomainFault]:
-        out = []
-        slack_ns = 200_000  # a read due within 0.2 ms is taken now
-        for gpu in self.gpus:
-            if gpu.failed:
-                continue
-            if due_only and gpu.lock is not None and gpu.lock.next_read_ns(t_ns) > t_ns + slack_ns:
-                continue
-            reading = gpu.read(self.clock)  # stamped right after this GPU's own read
-            if reading is not None:
-                out.append(reading)
-        return out
-
-    def quality(self) -> dict[str, int]:
-        totals: dict[str, int] = {"reads": 0}
-        for gpu in self.gpus:
-            totals["reads"] += gpu.reads
-            for key, n in gpu.counts.items():
-                totals[key] = totals.get(key, 0) + n
-            if gpu.lock is not None:
-                totals["tick_relocks"] = totals.get("tick_relocks", 0) + gpu.lock.relocks
-        return totals
-
     def close(self) -> None:
         try:
             for gpu in self.gpus:
@@ -232,18 +169,12 @@ class NvmlSource(MeterSource):
             "matched_by": self.matched_by,
             "gpus": [
                 {
-                    "domain": g.domain,
+                    **g.describe(),
                     "index": g.index,
                     "uuid": g.uuid,
                     "name": g.name,
-                    "energy_counter": g.has_counter,
-                    "counter_tick_s": g.tick_s,
-                    "tick_detected": g.tick_detected,
-                    "reads_timed_to_ticks": g.lock is not None,
-                    "tick_s_refined": g.lock.tick_s if g.lock is not None else None,
                     "power_scope": "module (Grace CPU + GPU + memory)" if g.module_scope else "gpu",
                     "mig": "on: the whole GPU's energy, every slice's work" if g.mig else "off",
-                    **g.counts,
                     "at_start": self._start.get(g.domain),
                     "at_end": self._end.get(g.domain),
                 }

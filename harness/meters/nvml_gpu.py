@@ -1,6 +1,7 @@
-"""One NVIDIA GPU as the NVML source reads it: its fields, its counter's state (reset-safe, tick
-placed, read around its ticks), its own errors and skips, and its settings disclosed read-only.
-NvmlSource (harness/meters/nvml.py) owns the list of them."""
+"""One NVIDIA GPU as the NVML source reads it: its fields, how NVML's errors read, and its
+settings disclosed read-only. The counter's state (reset-safe, tick placed, read around its
+ticks, its own errors and skips) is the vendor-neutral CounterDevice's
+(harness/meters/counter_device.py). NvmlSource (harness/meters/nvml.py) owns the list of them."""
 
 from __future__ import annotations
 
@@ -8,13 +9,14 @@ import time
 from typing import Any
 
 from harness.errors import MeterError
-from harness.meters.base import DomainFault, PowerIntegrator, Reading
-from harness.meters.counter import TickLock, detect_tick_period
+from harness.meters.counter_device import (
+    CounterDevice,
+    CounterReadFailed,
+    CounterUnsupported,
+    Sample,
+)
 
 ASSUMED_TICK_S = 0.1  # when detection sees too few ticks: the Hopper/Ampere period
-RETRIES = 3  # consecutive transient failures of one GPU before it is a fault
-RESET_AFTER = 5  # consecutive readings below the last one before it counts as a counter reset
-PROBE_TRIES = 5  # reads of a failing energy field at open before that GPU is a fault
 
 
 def text(value: Any) -> str:
@@ -58,13 +60,17 @@ def gpu_state(nvml, handle) -> dict[str, Any]:
     }
 
 
-class NvmlGpu:
-    """One GPU: its fields, counter state (reset-safe), and its own error and skip counts."""
+class NvmlGpu(CounterDevice):
+    """One GPU: its fields, and how NVML's errors read; the counter logic is CounterDevice's."""
+
+    joules_per_unit = 1e-3  # NVML_FI_DEV_TOTAL_ENERGY_CONSUMPTION is in mJ
+    assumed_tick_s = ASSUMED_TICK_S
 
     def __init__(self, nvml, handle, allow_mig: bool):
         self.nvml, self.handle = nvml, handle
+        self.vendor_errors = (nvml.NVMLError,)
         self.index = nvml.nvmlDeviceGetIndex(handle)
-        self.domain = f"gpu:{self.index}"
+        super().__init__(f"gpu:{self.index}")
         self.uuid = text(nvml.nvmlDeviceGetUUID(handle))
         self.name = text(nvml.nvmlDeviceGetName(handle))
         self.mig = self._mig_on()
@@ -76,29 +82,14 @@ class NvmlGpu:
                 "GPU's energy, labelled as such.",
             )
         self.scope = self._power_scope()
-        self.has_counter = True
-        self.tick_s: float | None = None
-        self.tick_detected = False
-        self.counts = dict.fromkeys(
-            (
-                "zero_power_skipped",
-                "power_read_failed",
-                "counter_regressions_skipped",
-                "transient_retries",
-                "counter_resets",
-            ),
-            0,
-        )
-        self.failed = False
-        self.open_fault: str | None = None  # the counter failed at open: a fault at first poll
-        self.lock: TickLock | None = None  # reads timed around the counter's ticks
-        self.reads = 0
-        self._first_mj: int | None = None
-        self._last_mj: int | None = None
-        self._offset_j = 0.0
-        self._below = 0  # consecutive readings below the last one
-        self._errors = 0  # consecutive transient errors
-        self._integrator = PowerIntegrator()
+
+    @property
+    def _first_mj(self):
+        return self._first_raw
+
+    @property
+    def _last_mj(self):
+        return self._last_raw
 
     def _mig_on(self) -> bool:
         try:
@@ -132,115 +123,41 @@ class NvmlGpu:
             ],
         )
 
-    def _energy_mj(self) -> int | None:
-        """One read of the counter alone (tick detection): mJ, or None when it failed."""
-        try:
-            energy = self.fields()[0]
-        except self.nvml.NVMLError:
-            return None
-        return energy.value.ullVal if energy.nvmlReturn == self.nvml.NVML_SUCCESS else None
+    def first_counter(self) -> int:
+        energy = self.fields()[0]
+        if energy.nvmlReturn == self.nvml.NVML_ERROR_NOT_SUPPORTED:
+            raise CounterUnsupported
+        if energy.nvmlReturn != self.nvml.NVML_SUCCESS:
+            raise CounterReadFailed(
+                f"its energy field returned {self.nvml.NVMLError(energy.nvmlReturn)}"
+            )
+        return energy.value.ullVal
 
-    def probe(self, tick_s: float | None, tick_lock: bool = False) -> None:
-        """At open: has it a counter (NotSupported: no, it samples power); its first value; its
-        tick period (given, or detected). Any other per-field error is retried; one that
-        persists makes this GPU a fault, never a counter of zero."""
-        nvml, cause = self.nvml, None
-        for attempt in range(PROBE_TRIES):
-            try:
-                energy = self.fields()[0]
-            except nvml.NVMLError as exc:
-                cause = f"nvmlDeviceGetFieldValues failed: {exc}"
-            else:
-                if energy.nvmlReturn == nvml.NVML_ERROR_NOT_SUPPORTED:
-                    self.has_counter = False
-                    return
-                if energy.nvmlReturn == nvml.NVML_SUCCESS:
-                    break
-                cause = f"its energy field returned {nvml.NVMLError(energy.nvmlReturn)}"
-            if attempt + 1 < PROBE_TRIES:
-                time.sleep(0.02)
-        else:
-            self.open_fault = f"{cause} ({PROBE_TRIES} reads at open)"
-            return
-        self._first_mj = self._last_mj = energy.value.ullVal
-        if tick_s is not None:
-            self.tick_s = tick_s
-        else:
-            detected = detect_tick_period(self._energy_mj)
-            self.tick_detected = detected is not None
-            self.tick_s = detected or ASSUMED_TICK_S
-        if tick_lock:
-            self.lock = TickLock(self.tick_s)
+    def open_error(self, exc: BaseException) -> str:
+        return f"nvmlDeviceGetFieldValues failed: {exc}"
 
-    def _transient(self, cause: str) -> DomainFault | None:
-        self._errors += 1
-        self.counts["transient_retries"] += 1
-        if self._errors > RETRIES:
-            self.failed = True
-            return DomainFault(self.domain, f"{cause} ({RETRIES} retries)")
-        return None
+    def is_transient(self, exc: BaseException) -> bool:
+        nvml = self.nvml
+        return isinstance(
+            exc, (nvml.NVMLError_NotSupported, nvml.NVMLError_Unknown, nvml.NVMLError_Timeout)
+        )
 
     def _watts(self, field) -> float | None:
         if field.nvmlReturn != self.nvml.NVML_SUCCESS:
-            self.counts["power_read_failed"] += 1
-            return None
-        if field.value.uiVal == 0:
-            self.counts["zero_power_skipped"] += 1
-            return None
-        return field.value.uiVal / 1000.0
+            return self.classify_watts(None, failed=True)
+        return self.classify_watts(field.value.uiVal / 1000.0)
 
-    def _joules(self, mj: int) -> float | None:
-        """Cumulative joules from a counter value; None for a reading to skip."""
-        if mj < self._last_mj:
-            self._below += 1
-            if self._below < RESET_AFTER:  # a glitch: skip it, keep the last good value
-                self.counts["counter_regressions_skipped"] += 1
-                return None
-            # it stayed lower: the counter restarted (driver reload, GPU reset); keep what we had
-            self.counts["counter_resets"] += 1
-            self._offset_j += (self._last_mj - self._first_mj) / 1000.0
-            self._first_mj = mj
-        self._below = 0
-        self._last_mj = mj
-        return self._offset_j + (mj - self._first_mj) / 1000.0
-
-    def read(self, clock) -> Reading | DomainFault | None:
+    def sample(self, clock) -> Sample:
         nvml = self.nvml
-        if self.open_fault is not None:
-            self.failed = True
-            return DomainFault(self.domain, self.open_fault)
         before = clock()
-        self.reads += 1
-        try:
-            energy, power = self.fields()
-        except nvml.NVMLError as exc:
-            if self.lock is not None:
-                self.lock.observe(clock(), None)
-            if isinstance(
-                exc, (nvml.NVMLError_NotSupported, nvml.NVMLError_Unknown, nvml.NVMLError_Timeout)
-            ):
-                return self._transient(str(exc))
-            self.failed = True
-            return DomainFault(self.domain, str(exc))
+        energy, power = self.fields()
         after = clock()
         watts = self._watts(power)
         if not self.has_counter:
-            self._errors = 0
-            if watts is None:
-                return None
-            return Reading(self.domain, self._integrator.add(after, watts), watts, after)
+            return Sample(None, watts, after)
         if energy.nvmlReturn != nvml.NVML_SUCCESS:
-            if self.lock is not None:
-                self.lock.observe(after, None)
-            return self._transient(str(nvml.NVMLError(energy.nvmlReturn)))
-        self._errors = 0
-        stamp = self._stamp(energy.timestamp, before, after)
-        joules = self._joules(energy.value.ullVal)
-        if self.lock is not None:  # a skipped glitch is no tick: the lock sees the last value
-            self.lock.observe(stamp, self._last_mj)
-        if joules is None:
-            return None
-        return Reading(self.domain, joules, watts, stamp)
+            return Sample(None, watts, after, str(nvml.NVMLError(energy.nvmlReturn)))
+        return Sample(energy.value.ullVal, watts, self._stamp(energy.timestamp, before, after))
 
     @staticmethod
     def _stamp(timestamp_us: int, before: int, after: int) -> int:
