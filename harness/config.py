@@ -162,6 +162,17 @@ class NvmlMeterConfig:
 
 
 @dataclass
+class TrustMeterConfig:
+    # before a run, each counter's energy over `span_s` is checked against the same device's
+    # power (harness/meters/trust.py); beyond `tolerance` its energy comes from power, labelled
+    # estimated (on_mismatch=estimate), or the run is refused (refuse)
+    check: bool = True
+    span_s: float = 1.0
+    tolerance: float = 0.05  # the ruleset's meter_trust.tolerance_frac
+    on_mismatch: str = choice("estimate", "refuse")
+
+
+@dataclass
 class RaplMeterConfig:
     root: str = "/sys/class/powercap"
 
@@ -207,6 +218,7 @@ class MeterConfig:
     domain: str = "sim:0"  # simulated: the domain it reports
     cpu: CpuModelMeterConfig = field(default_factory=CpuModelMeterConfig)
     nvml: NvmlMeterConfig = field(default_factory=NvmlMeterConfig)
+    trust: TrustMeterConfig = field(default_factory=TrustMeterConfig)
     rapl: RaplMeterConfig = field(default_factory=RaplMeterConfig)
     tpu: TpuMeterConfig = field(default_factory=TpuMeterConfig)
     ptdaemon: PtdaemonMeterConfig = field(default_factory=PtdaemonMeterConfig)

@@ -105,7 +105,7 @@ CHOICES = sorted(_choice_fields(JoulebenchConfig), key=lambda kv: kv[0])
 def test_choices_are_declared_on_their_fields():
     keys = {k for k, _ in CHOICES}
     assert {"benchmark.model.kind", "framework.precision", "submission.status", "progress"} <= keys
-    assert len(CHOICES) == 14
+    assert len(CHOICES) == 15
 
 
 @pytest.mark.parametrize("key,meta", CHOICES, ids=[k for k, _ in CHOICES])

@@ -35,6 +35,16 @@ def _gpu_indices(cfg, info) -> list[int] | None:
     return None if info is None else info.extra.get("cuda_device_indices")
 
 
+def _trust(cfg):
+    """The trust check's settings (None: off), for every counter meter."""
+    from harness.meters.trust import TrustSettings
+
+    t = cfg.trust
+    if not t.check:
+        return None
+    return TrustSettings(span_s=t.span_s, tolerance=t.tolerance, on_mismatch=t.on_mismatch)
+
+
 def _nvml_available(cfg, info):
     from harness.meters import nvml
 
@@ -54,6 +64,7 @@ def _nvml_build(cfg, info, topology=None):
         tick_s=cfg.nvml.tick_s,
         allow_mig=cfg.nvml.allow_mig,
         tick_lock=cfg.nvml.tick_lock and cfg.sample_hz is None,
+        trust=_trust(cfg),
     )
 
 

@@ -28,6 +28,7 @@ import os
 from harness.errors import MeterError
 from harness.meters.counter_device import CounterSource
 from harness.meters.nvml_gpu import NvmlGpu, gpu_state, text
+from harness.meters.trust import TrustSettings, check_source
 
 
 def load_pynvml():
@@ -108,8 +109,10 @@ class NvmlSource(CounterSource):
         tick_s: float | None = None,
         allow_mig: bool = False,
         tick_lock: bool = True,
+        trust: TrustSettings | None = None,
     ):
         self.nvml = nvml or load_pynvml()
+        self.trust = trust
         self.configured_tick_s = tick_s
         self.tick_lock = tick_lock
         try:
@@ -152,6 +155,7 @@ class NvmlSource(CounterSource):
             if gpu.has_counter and gpu.open_fault is None:
                 detected.setdefault(gpu.name, gpu.tick_s)
             self._start[gpu.domain] = gpu_state(self.nvml, gpu.handle)
+        check_source(self, self.gpus, self.trust)
         if not all(g.has_counter for g in self.gpus):
             self.method = "power-sampling"
 

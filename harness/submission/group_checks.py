@@ -41,16 +41,36 @@ class GroupChecks:
                     f"meter {m['name']} does not measure by {m['method']!r} "
                     f"(it uses {', '.join(claim['methods'])})"
                 )
-            elif m["provenance"] != claim["provenance"]:
+            elif m["provenance"] not in _listed(claim["provenance"]):
                 problem = (
-                    f"meter {m['name']} ({m['method']}) gives {claim['provenance']} energy, "
-                    f"not {m['provenance']!r}"
+                    f"meter {m['name']} ({m['method']}) gives "
+                    f"{' or '.join(_listed(claim['provenance']))} energy, not {m['provenance']!r}"
                 )
             else:
-                continue
+                problem = self._trust_problem(m)
+                if problem is None:
+                    continue
             self.add(
                 "DIV-002", f"{run.rel}/result.json", f"{problem}; provenance follows the meter."
             )
+
+    def _trust_problem(self, meter: dict) -> str | None:
+        """A measured meter whose own trust check at open (harness/meters/trust.py) is beyond the
+        ruleset's tolerance, or failed, cannot be measured: re-judged from its figures."""
+        if meter["provenance"] != "measured":
+            return None
+        tolerance = self.rules.meter_trust_tolerance
+        for device in _trusted_devices(meter.get("details")):
+            trust = device["trust"]
+            ratio = trust.get("counter_over_power")
+            beyond = isinstance(ratio, (int, float)) and abs(ratio) > tolerance
+            if trust.get("verdict") == "fail" or beyond:
+                return (
+                    f"meter {meter['name']} {device.get('domain')}: its counter was "
+                    f"{ratio if ratio is not None else trust.get('reason')} against its power "
+                    f"at open (tolerance {tolerance}), yet it claims measured"
+                )
+        return None
 
     def _check_equivalence(self, run: Run) -> None:
         """A custom implementation claims closed only with a passing `joulebench equivalence`
@@ -179,3 +199,20 @@ def _rejudged(verdict: dict, rules: Ruleset) -> str | None:
         if not numbers or not abs(got - ref) <= tol * max(abs(ref), 1e-12):
             return f"{name} {got!r} against the reference's {ref!r} (tolerance {100 * tol:g}%)"
     return None
+
+
+def _listed(value) -> list[str]:
+    return list(value) if isinstance(value, list) else [value]
+
+
+def _trusted_devices(details) -> list[dict]:
+    """The device records with a trust check in a meter's details (any list of dicts)."""
+    if not isinstance(details, dict):
+        return []
+    return [
+        d
+        for value in details.values()
+        if isinstance(value, list)
+        for d in value
+        if isinstance(d, dict) and isinstance(d.get("trust"), dict)
+    ]
