@@ -173,6 +173,40 @@ class TrustMeterConfig:
 
 
 @dataclass
+class AmdsmiMeterConfig:
+    devices: list[str] | None = None  # PCI BDFs; None: the visible devices (HIP order)
+    tick_s: float | None = None  # None: detected at open (the period is undocumented)
+    freeze_after_s: float = 2.0  # a counter unchanged this long under power is a fault
+    accept_library: str | None = None  # a libamd_smi major.minor you checked the layouts of
+    allow_partition: bool = False  # meter a partitioned device's whole-device counter
+
+
+@dataclass
+class HlmlMeterConfig:
+    library: str | None = None  # libhlml.so; None: pyhlml's /usr/lib/habanalabs/libhlml.so
+    modules: list[int] | None = None  # module ids; None: HABANA_VISIBLE_MODULES, else all
+    tick_s: float | None = None  # None: detected at open (the period is undocumented)
+    freeze_after_s: float = 2.0
+
+
+@dataclass
+class IntelHwmonMeterConfig:
+    root: str = "/sys/class/hwmon"
+    devices: list[str] | None = None  # PCI BDFs; None: every i915/xe card
+
+
+@dataclass
+class RedfishMeterConfig:
+    host: str | None = None  # the BMC (https:// unless given); None: not configured
+    chassis: str | None = None  # a Chassis id; None: the first
+    credentials_file: str | None = None  # user and password lines; None: the environment
+    verify_tls: bool = True
+    ca_file: str | None = None  # None: the certifi bundle
+    timeout_s: float = 5.0
+    freeze_after_s: float = 30.0  # a reading stuck this long while power flows is a fault
+
+
+@dataclass
 class RaplMeterConfig:
     root: str = "/sys/class/powercap"
 
@@ -207,7 +241,8 @@ class ReplayMeterConfig:
 @dataclass
 class MeterConfig:
     # auto, one source, or several joined by "+": nvml+rapl, nvml+ptdaemon, ...
-    # sources: simulated, cpu-model, nvml, rapl, tpu, ptdaemon, ipmi, replay
+    # sources: simulated, cpu-model, nvml, amdsmi, hlml, intel-hwmon, rapl, tpu, ptdaemon,
+    # ipmi, redfish, replay
     source: str = "auto"
     sample_hz: float | None = None  # None: each source's own rate (NVML: locked to its ticks)
     on_error: str = choice("continue", "stop")  # what a run does when a meter fails mid-run
@@ -219,6 +254,10 @@ class MeterConfig:
     cpu: CpuModelMeterConfig = field(default_factory=CpuModelMeterConfig)
     nvml: NvmlMeterConfig = field(default_factory=NvmlMeterConfig)
     trust: TrustMeterConfig = field(default_factory=TrustMeterConfig)
+    amdsmi: AmdsmiMeterConfig = field(default_factory=AmdsmiMeterConfig)
+    hlml: HlmlMeterConfig = field(default_factory=HlmlMeterConfig)
+    intel_hwmon: IntelHwmonMeterConfig = field(default_factory=IntelHwmonMeterConfig)
+    redfish: RedfishMeterConfig = field(default_factory=RedfishMeterConfig)
     rapl: RaplMeterConfig = field(default_factory=RaplMeterConfig)
     tpu: TpuMeterConfig = field(default_factory=TpuMeterConfig)
     ptdaemon: PtdaemonMeterConfig = field(default_factory=PtdaemonMeterConfig)

@@ -32,6 +32,9 @@ from harness.meters.counter import TickLock, detect_tick_period, poll_hz_for_tic
 RETRIES = 3  # consecutive transient failures of one device before it is a fault
 RESET_AFTER = 5  # consecutive readings below the last one before it counts as a counter reset
 PROBE_TRIES = 5  # reads of a failing counter at open before that device is a fault
+# A counter faster than this is polled at a fixed rate: locking reads to millisecond ticks
+# would read it hundreds of times a second for nothing (TickLock is for ~100 ms ticks)
+MIN_LOCK_TICK_S = 0.01
 
 
 class CounterUnsupported(Exception):
@@ -68,8 +71,9 @@ class CounterDevice:
     """One device's counter state. Subclasses read the hardware; this decides what it means."""
 
     joules_per_unit = 1e-3  # the raw counter's unit in joules (NVML and HLML: mJ)
-    assumed_tick_s = 0.1  # when detection sees too few ticks
+    assumed_tick_s: float | None = 0.1  # when detection sees too few ticks (None: a fault)
     freeze_after_s: float | None = None  # a counter unchanged this long under power: a fault
+    regression_is_fault = False  # a counter below its last value: a fault, not a glitch or reset
     vendor_errors: tuple[type[BaseException], ...] = ()
 
     def __init__(self, domain: str):
@@ -109,6 +113,10 @@ class CounterDevice:
         """How a vendor error at open reads in the fault."""
         return str(exc)
 
+    def refuse_first(self, raw) -> str | None:
+        """Why the first value is no counter at all (a fault at the first poll), or None."""
+        return None
+
     # -- shared logic ----------------------------------------------------------------------
     def counter_or_none(self):
         """The counter now, or None when this read failed (tick detection skips it)."""
@@ -139,6 +147,9 @@ class CounterDevice:
         else:
             self.open_fault = f"{cause} ({PROBE_TRIES} reads at open)"
             return
+        self.open_fault = self.refuse_first(raw)
+        if self.open_fault is not None:
+            return
         self._first_raw = self._last_raw = raw
         if tick_s is not None:
             self.tick_s = tick_s
@@ -146,7 +157,13 @@ class CounterDevice:
             detected = detect_tick_period(self.counter_or_none)
             self.tick_detected = detected is not None
             self.tick_s = detected or self.assumed_tick_s
-        if tick_lock:
+            if self.tick_s is None:  # a period that is undocumented is never assumed
+                self.open_fault = (
+                    "its energy counter changed too rarely in 1.5 s of fast reads to find its "
+                    "period (a frozen counter?); the period is undocumented, so none is assumed"
+                )
+                return
+        if tick_lock and self.tick_s >= MIN_LOCK_TICK_S:
             self.lock = TickLock(self.tick_s)
 
     def distrust(self) -> None:
@@ -172,8 +189,13 @@ class CounterDevice:
             return None
         return watts
 
-    def _joules(self, raw) -> float | None:
+    def _joules(self, raw) -> float | DomainFault | None:
         """Cumulative joules from a counter value; None for a reading to skip."""
+        if raw < self._last_raw and self.regression_is_fault:
+            self.failed = True
+            return DomainFault(
+                self.domain, f"its energy counter went backwards, from {self._last_raw} to {raw}"
+            )
         if raw < self._last_raw:
             self._below += 1
             if self._below < RESET_AFTER:  # a glitch: skip it, keep the last good value
@@ -231,6 +253,8 @@ class CounterDevice:
         if frozen is not None:
             return frozen
         joules = self._joules(s.counter)
+        if isinstance(joules, DomainFault):
+            return joules
         if self.lock is not None:  # a skipped glitch is no tick: the lock sees the last value
             self.lock.observe(s.t_ns, self._last_raw)
         if joules is None:

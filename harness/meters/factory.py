@@ -68,6 +68,89 @@ def _nvml_build(cfg, info, topology=None):
     )
 
 
+def _amdsmi_available(cfg, info):
+    from harness.meters import amdsmi
+
+    return amdsmi.available()
+
+
+def _amdsmi_build(cfg, info, topology=None):
+    from harness.meters.amdsmi import AmdSmiSource
+
+    a = cfg.amdsmi
+    bdfs = a.devices or (info.extra.get("pci_bdfs") if info is not None else None)
+    return AmdSmiSource(
+        bdfs=list(bdfs) if bdfs else None,
+        tick_s=a.tick_s,
+        tick_lock=cfg.sample_hz is None,
+        trust=_trust(cfg),
+        freeze_after_s=a.freeze_after_s,
+        accept_library=a.accept_library,
+        allow_partition=a.allow_partition,
+    )
+
+
+def _hlml_available(cfg, info):
+    from harness.meters import hlml
+
+    return hlml.available(cfg.hlml.library)
+
+
+def _hlml_build(cfg, info, topology=None):
+    from harness.meters.hlml import HlmlSource
+
+    h = cfg.hlml
+    return HlmlSource(
+        library=h.library,
+        modules=list(h.modules) if h.modules is not None else None,
+        tick_s=h.tick_s,
+        tick_lock=cfg.sample_hz is None,
+        trust=_trust(cfg),
+        freeze_after_s=h.freeze_after_s,
+    )
+
+
+def _hwmon_available(cfg, info):
+    from harness.meters import intel_hwmon
+
+    return intel_hwmon.available(Path(cfg.intel_hwmon.root))
+
+
+def _hwmon_build(cfg, info, topology=None):
+    from harness.meters.intel_hwmon import IntelHwmonSource
+
+    devices = cfg.intel_hwmon.devices
+    return IntelHwmonSource(
+        cfg.intel_hwmon.root, list(devices) if devices else None, trust=_trust(cfg)
+    )
+
+
+def _redfish_available(cfg, info):
+    if not cfg.redfish.host:
+        return False, "no BMC configured (set meter.redfish.host and its credentials)"
+    return True, f"Redfish BMC at {cfg.redfish.host}"
+
+
+def _redfish_build(cfg, info, topology=None):
+    from harness.meters.redfish import RedfishSource
+
+    r = cfg.redfish
+    if not r.host:
+        raise MeterError(
+            "meter=redfish needs the BMC's address.", "set meter.redfish.host=<bmc address>."
+        )
+    return RedfishSource(
+        r.host,
+        chassis=r.chassis,
+        credentials_file=r.credentials_file,
+        verify_tls=r.verify_tls,
+        ca_file=r.ca_file,
+        timeout_s=r.timeout_s,
+        trust=_trust(cfg),
+        freeze_after_s=r.freeze_after_s,
+    )
+
+
 def _rapl_available(cfg, info):
     from harness.meters import rapl
 
@@ -185,6 +268,28 @@ KINDS = {
             "nvml", "NVIDIA GPU energy counters (measured)", _nvml_available, _nvml_build, True
         ),
         SourceKind(
+            "amdsmi",
+            "AMD Instinct GPU energy counters via AMD SMI (measured)",
+            _amdsmi_available,
+            _amdsmi_build,
+            True,
+        ),
+        SourceKind(
+            "hlml",
+            "Intel Gaudi energy counters via HLML (measured)",
+            _hlml_available,
+            _hlml_build,
+            True,
+        ),
+        SourceKind(
+            "intel-hwmon",
+            "Intel GPU Max / Arc energy via Linux hwmon (measured)",
+            _hwmon_available,
+            _hwmon_build,
+            True,
+            "node",
+        ),
+        SourceKind(
             "rapl",
             "CPU package and DRAM RAPL counters (measured)",
             _rapl_available,
@@ -205,6 +310,14 @@ KINDS = {
             "BMC DCMI power reading via ipmitool (measured, node total)",
             _ipmi_available,
             _ipmi_build,
+            False,
+            "node",
+        ),
+        SourceKind(
+            "redfish",
+            "node energy from the BMC over Redfish (measured, node total)",
+            _redfish_available,
+            _redfish_build,
             False,
             "node",
         ),
