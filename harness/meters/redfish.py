@@ -150,7 +150,7 @@ class RedfishSource(CounterSource):
                 password=password,
                 cafile=self.cafile,
                 timeout=timeout_s,
-                max_retry=1,
+                max_retry=0,  # retried by the meter, not by the client's 1 s sleeps
             )
             self.client.login(auth="basic")
             path = self._chassis_path(chassis)
