@@ -47,7 +47,12 @@ def cmd_package(args: argparse.Namespace) -> int:
     from harness.submission.package import package
 
     out = package(
-        [Path(p) for p in args.runs], Path(args.system), args.org, args.division, Path(args.output)
+        [Path(p) for p in args.runs],
+        Path(args.system),
+        args.org,
+        args.division,
+        Path(args.output),
+        agreement=Path(args.agreement) if args.agreement else None,
     )
     print(
         f"joulebench: packaged {len(args.runs)} runs into {out}; check it with `joulebench validate {out}`."
@@ -62,6 +67,25 @@ def cmd_package(args: argparse.Namespace) -> int:
         f"{out}/results/<system>/<benchmark>/result_0.txt`."
     )
     return 0
+
+
+def cmd_agree(args: argparse.Namespace) -> int:
+    from harness.submission.agreement import agree
+    from harness.submission.ruleset import load_ruleset
+
+    phases = [(name, Path(ref), Path(cand)) for name, ref, cand in args.phase]
+    doc = agree(
+        phases, Path(args.output), load_ruleset(args.ruleset), args.reference, args.candidate
+    )
+    for p in doc["phases"]:
+        print(
+            f"{p['name']:<16} {args.candidate} vs {args.reference}: "
+            f"{p['olympic_candidate_over_reference']:+.2%} (olympic over {len(p['windows'])} "
+            f"windows of {doc['window_s']:g} s) {'agrees' if p['agrees'] else 'DISAGREES'}"
+        )
+    why = f": {'; '.join(doc['problems'])}" if doc["problems"] else ""
+    print(f"joulebench: meter agreement {doc['verdict']}{why}; written to {args.output}.")
+    return 0 if doc["verdict"] == "pass" else 1
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -273,7 +297,23 @@ def register(sub) -> None:
     p.add_argument("--org", required=True)
     p.add_argument("--division", required=True, choices=["closed", "open"])
     p.add_argument("-o", "--output", required=True)
+    p.add_argument("--agreement", help="a `joulebench agree` folder to include (agreement/)")
     p.set_defaults(func=cmd_package)
+
+    p = sub.add_parser(
+        "agree",
+        help="MLPerf's meter-agreement test: a candidate meter against a reference (exit 0 pass)",
+        description="Each phase is NAME REFERENCE.csv CANDIDATE.csv: power.csv traces of the "
+        "same interval on one host. Give idle and at least two benchmarks.",
+    )
+    p.add_argument(
+        "--phase", nargs=3, action="append", required=True, metavar=("NAME", "REF", "CAND")
+    )
+    p.add_argument("--reference", required=True, help="the reference meter's name (ptdaemon)")
+    p.add_argument("--candidate", required=True, help="the candidate meter's name (redfish)")
+    p.add_argument("--ruleset", default="v1")
+    p.add_argument("-o", "--output", required=True)
+    p.set_defaults(func=cmd_agree)
 
     p = sub.add_parser(
         "validate", help="check a submission against its ruleset (exit 0 valid, 1 invalid)"

@@ -110,7 +110,13 @@ def system_fields_to_fill(template: dict) -> list[str]:
 
 
 def package(
-    run_dirs: list[Path], system_json: Path, org: str, division: str, out: Path, ruleset: str = "v1"
+    run_dirs: list[Path],
+    system_json: Path,
+    org: str,
+    division: str,
+    out: Path,
+    ruleset: str = "v1",
+    agreement: Path | None = None,
 ) -> Path:
     if division not in ("closed", "open"):
         raise SubmissionError(
@@ -154,6 +160,10 @@ def package(
         numbered.append((benchmark, framework, k, target))
     # the MLCommons view beside joulebench's, and the system file in MLCommons' schema
     write_view(out, numbered, system_id, system, org, division, rules)
+    if agreement is not None:  # a meter-agreement test (harness/submission/agreement.py)
+        from harness.submission.agreement import copy_into
+
+        copy_into(agreement, out)
     atomic_write_json(
         out / "submission.json",
         {

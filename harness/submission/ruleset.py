@@ -83,9 +83,8 @@ class Ruleset:
     max_run_hours: float
     mllog_time_tolerance_s: float
     meter_sources: dict[str, dict]
-    meter_trust_tolerance: (
-        float  # a counter against its own power at open (harness/meters/trust.py)
-    )
+    meter_trust_tolerance: float  # a counter against its power at open (meters/trust.py)
+    meter_agreement: dict  # MLPerf's meter-agreement test (submission/agreement.py)
     system_required_fields: list[str]
     equivalence_steps: int
     equivalence_initial_tolerance: float
@@ -144,6 +143,7 @@ def load_ruleset(ruleset_id: str) -> Ruleset:
         mllog_time_tolerance_s=float(raw["mllog_time_tolerance_s"]),
         meter_sources={k: dict(v) for k, v in raw["meter_sources"].items()},
         meter_trust_tolerance=float(raw["meter_trust"]["tolerance_frac"]),
+        meter_agreement=dict(raw["meter_agreement"]),
         system_required_fields=list(raw["system_required_fields"]),
         equivalence_steps=int(raw["equivalence"]["steps"]),
         equivalence_initial_tolerance=float(raw["equivalence"]["initial_loss_tolerance"]),

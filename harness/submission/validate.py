@@ -16,6 +16,7 @@ from pathlib import Path
 
 from harness.errors import SubmissionError
 from harness.results import safe_files
+from harness.submission.agreement import check_agreement
 from harness.submission.findings import RUN_FILES, Finding, Report, Run, read_json
 from harness.submission.group_checks import GroupChecks
 from harness.submission.import_checks import check_duplicate_runs
@@ -67,6 +68,7 @@ class Validator(GroupChecks):
                 "the MLCommons view",
                 lambda: check_view(self.root, runs, systems, self.rules, self.add),
             ),
+            ("the meter agreement", lambda: check_agreement(self.root, self.rules, self.add)),
         ):
             try:
                 check()
