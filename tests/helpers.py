@@ -40,3 +40,20 @@ def short_run(run_dir: str, *overrides: str) -> dict:
 
     assert main([*SHORT_RUN, *overrides, f"run_dir={run_dir}"]) == 0
     return load_result(Path(run_dir))
+
+
+def metered_span(source, tmp_path: Path, seconds: float, hz: float | None = None):
+    """A real Meter over `source` for `seconds` of wall time: (meter, t0, t1), the span's edges
+    on the meter's clock. The fakes' energy follows the same clock, so a check against it holds
+    on a busy machine too."""
+    import time
+
+    from harness.meters.meter import Meter
+
+    meter = Meter([source], sample_hz=hz)
+    meter.start(tmp_path / "power.csv")
+    t0 = meter.clock()
+    time.sleep(seconds)
+    t1 = meter.clock()
+    meter.stop()
+    return meter, t0, t1

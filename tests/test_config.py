@@ -65,8 +65,8 @@ def test_cli_prints_one_line_and_exits_2(override, capsys, in_tmp):
 def test_missing_option_lists_the_choices(capsys):
     main(["run", "meter=nvml-nope"])
     assert (
-        "choose one of: auto, cpu-model, ipmi, nvml, ptdaemon, rapl, replay, simulated, tpu"
-        in capsys.readouterr().err
+        "choose one of: amdsmi, auto, cpu-model, hlml, intel-hwmon, ipmi, nvml, ptdaemon, rapl, "
+        "redfish, replay, simulated, tpu" in capsys.readouterr().err
     )
 
 

@@ -9,11 +9,10 @@ import pytest
 
 from harness.cli import main
 from harness.errors import MeterError
-from harness.meters.meter import Meter
 from harness.meters.redfish import RedfishSource
 from harness.results.schema import check_result
 from tests.fake_bmc import FakeBmc
-from tests.helpers import load_result
+from tests.helpers import load_result, metered_span
 
 pytest.importorskip("redfish")
 
@@ -27,19 +26,9 @@ def bmc(monkeypatch):
     server.close()
 
 
-def _run(source, tmp_path, seconds, hz=50.0):
-    meter = Meter([source], sample_hz=hz)
-    meter.start(tmp_path / "power.csv")
-    t0 = meter.clock()
-    time.sleep(seconds)
-    t1 = meter.clock()
-    meter.stop()
-    return meter, t0, t1
-
-
 def test_redfish_energy_is_the_bmcs_within_one_reading(bmc, tmp_path):
     source = RedfishSource(bmc.url, timeout_s=1.0)
-    meter, t0, t1 = _run(source, tmp_path, 0.8)
+    meter, t0, t1 = metered_span(source, tmp_path, 0.8, hz=50.0)
     assert meter.faults == [] and source.role == "total"
     energy = meter.energy_between(t0, t1)["node:bmc"]
     # one reading's resolution: the energy of one sensor refresh
@@ -84,7 +73,7 @@ def test_bad_credentials_are_one_line(bmc, monkeypatch):
 
 def test_a_hung_bmc_a_stuck_reading_and_a_restarted_counter(bmc, tmp_path):
     bmc.hang_after_s = time.monotonic() - bmc.t0 + 0.3
-    meter, _, _ = _run(RedfishSource(bmc.url, timeout_s=0.2), tmp_path, 1.5, hz=20)
+    meter, _, _ = metered_span(RedfishSource(bmc.url, timeout_s=0.2), tmp_path, 1.5, hz=20)
     (fault,) = meter.faults
     assert "node:bmc: GET /redfish/v1/Chassis/1U/EnvironmentMetrics failed" in fault.cause
     assert fault.cause.endswith("(3 retries)")
@@ -93,7 +82,7 @@ def test_a_hung_bmc_a_stuck_reading_and_a_restarted_counter(bmc, tmp_path):
     stuck.stuck_after_s = 0.3
     try:
         source = RedfishSource(stuck.url, freeze_after_s=0.3)
-        meter, _, _ = _run(source, tmp_path, 1.0, hz=20)
+        meter, _, _ = metered_span(source, tmp_path, 1.0, hz=20)
     finally:
         stuck.close()
     assert "frozen counter" in meter.faults[0].cause
@@ -102,7 +91,7 @@ def test_a_hung_bmc_a_stuck_reading_and_a_restarted_counter(bmc, tmp_path):
     reset.reset_at_s = 0.4
     try:
         source = RedfishSource(reset.url)
-        meter, _, _ = _run(source, tmp_path, 0.9, hz=40)
+        meter, _, _ = metered_span(source, tmp_path, 0.9, hz=40)
     finally:
         reset.close()
     assert meter.faults == [] and source.quality()["counter_resets"] == 1

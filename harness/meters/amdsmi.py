@@ -281,7 +281,7 @@ class AmdSmiSource(CounterSource):
 
     def open(self, t_ns: int) -> None:
         for gpu in self.devices:
-            gpu.probe(self.tick_s, self.tick_lock)
+            gpu.probe(self.tick_s, self.tick_lock, record=self.trust is not None)
         check_source(self, self.devices, self.trust)
         self._states = {g.domain: self._state(g) for g in self.devices}
 

@@ -86,6 +86,7 @@ class CounterDevice:
         self.open_fault: str | None = None  # the counter failed at open: a fault at first poll
         self.lock: TickLock | None = None  # reads timed around the counter's ticks
         self.trust: dict | None = None  # the trust check's figures (harness/meters/trust.py)
+        self.probe_rows: list[tuple[int, float, float]] = []  # detection reads, for the check
         self.reads = 0
         self._first_raw: int | float | None = None
         self._last_raw: int | float | None = None
@@ -125,10 +126,12 @@ class CounterDevice:
         except (CounterUnsupported, CounterReadFailed, *self.vendor_errors):
             return None
 
-    def probe(self, tick_s: float | None, tick_lock: bool = False) -> None:
+    def probe(self, tick_s: float | None, tick_lock: bool = False, record: bool = False) -> None:
         """At open: has it a counter (CounterUnsupported: no, it samples power); its first
         value; its tick period (given, or detected). Any other error is retried; one that
-        persists makes this device a fault, never a counter of zero."""
+        persists makes this device a fault, never a counter of zero. `record`: detection reads
+        counter and power together and keeps them (`probe_rows`), so the trust check at open
+        judges those reads instead of taking a span of its own."""
         cause = None
         for attempt in range(PROBE_TRIES):
             try:
@@ -154,7 +157,7 @@ class CounterDevice:
         if tick_s is not None:
             self.tick_s = tick_s
         else:
-            detected = detect_tick_period(self.counter_or_none)
+            detected = detect_tick_period(self._recorded_read if record else self.counter_or_none)
             self.tick_detected = detected is not None
             self.tick_s = detected or self.assumed_tick_s
             if self.tick_s is None:  # a period that is undocumented is never assumed
@@ -165,6 +168,21 @@ class CounterDevice:
                 return
         if tick_lock and self.tick_s >= MIN_LOCK_TICK_S:
             self.lock = TickLock(self.tick_s)
+
+    def _recorded_read(self):
+        """One detection read of counter and power, kept for the trust check; the counts are
+        left as they were (the reads at open are not part of the run)."""
+        counts = dict(self.counts)
+        try:
+            s = self.sample(time.monotonic_ns)
+        except self.vendor_errors:
+            return None
+        finally:
+            self.counts = counts
+        if s.counter is None:
+            return None
+        self.probe_rows.append((s.t_ns, s.counter, float("nan") if s.watts is None else s.watts))
+        return s.counter
 
     def distrust(self) -> None:
         """The trust check rejected the counter: from now on this device integrates power."""

@@ -174,7 +174,7 @@ class HlmlSource(CounterSource):
 
     def open(self, t_ns: int) -> None:
         for device in self.devices:
-            device.probe(self.tick_s, self.tick_lock)
+            device.probe(self.tick_s, self.tick_lock, record=self.trust is not None)
         check_source(self, self.devices, self.trust)
 
     def close(self) -> None:

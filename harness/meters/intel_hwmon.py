@@ -119,7 +119,7 @@ class IntelHwmonSource(CounterSource):
     def open(self, t_ns: int) -> None:
         for device in self.devices:
             _read(device.path)  # a root-only file is one line now, not a fault later
-            device.probe(None, tick_lock=False)
+            device.probe(None, tick_lock=False, record=self.trust is not None)
         check_source(self, self.devices, self.trust)
 
     def details(self) -> dict:

@@ -151,7 +151,7 @@ class NvmlSource(CounterSource):
         detected: dict[str, float | None] = {}  # one detection per GPU model, as Zeus does
         for gpu in self.gpus:
             tick = self.configured_tick_s if self.configured_tick_s else detected.get(gpu.name)
-            gpu.probe(tick, self.tick_lock)
+            gpu.probe(tick, self.tick_lock, record=self.trust is not None)
             if gpu.has_counter and gpu.open_fault is None:
                 detected.setdefault(gpu.name, gpu.tick_s)
             self._start[gpu.domain] = gpu_state(self.nvml, gpu.handle)

@@ -5,7 +5,8 @@ backwards under concurrent calls (ROCm/amdsmi#115); a unit can be misstated (roc
 against the kernel's 15.259 uJ). Zeus checks a counter against power before trusting it; so
 does joulebench, for every counter meter, NVML included.
 
-The check: read the device as fast as it answers for `span_s`, place each counter tick in its
+The check: read the device as fast as it answers for `span_s` (the reads that detected the tick
+period at open serve, when they span that long: no time is added), place each counter tick in its
 bracket (harness/meters/counter.py), and compare the counter's energy between its first and
 last tick in the span with the trapezoid integral of the power readings over the same
 interval. Within `tolerance`: pass. Beyond it: the domain's energy comes from power and the
@@ -111,7 +112,9 @@ def check_device(device, clock, settings: TrustSettings, source_name: str) -> di
     """Runs the check on one opened device, records it, and acts on a failure."""
     if not device.has_counter or device.open_fault is not None:
         return {}
-    rows = _collect(device, clock, settings.span_s, settings.pause_s)
+    rows = device.probe_rows
+    if not rows or (rows[-1][0] - rows[0][0]) / 1e9 < settings.span_s:
+        rows = _collect(device, clock, settings.span_s, settings.pause_s)
     verdict = judge(rows, device.joules_per_unit, settings.tolerance, device.tick_s)
     verdict["on_mismatch"] = settings.on_mismatch
     device.trust = verdict
