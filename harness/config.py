@@ -167,7 +167,7 @@ class TrustMeterConfig:
     # power (harness/meters/trust.py); beyond `tolerance` its energy comes from power, labelled
     # estimated (on_mismatch=estimate), or the run is refused (refuse)
     check: bool = True
-    span_s: float = 1.0
+    span_s: float = 0.5  # the tick-detection reads serve when they span it (no added time)
     tolerance: float = 0.05  # the ruleset's meter_trust.tolerance_frac
     on_mismatch: str = choice("estimate", "refuse")
 

@@ -73,7 +73,7 @@ def test_bad_credentials_are_one_line(bmc, monkeypatch):
 
 def test_a_hung_bmc_a_stuck_reading_and_a_restarted_counter(bmc, tmp_path):
     bmc.hang_after_s = time.monotonic() - bmc.t0 + 0.3
-    meter, _, _ = metered_span(RedfishSource(bmc.url, timeout_s=0.2), tmp_path, 1.5, hz=20)
+    meter, _, _ = metered_span(RedfishSource(bmc.url, timeout_s=0.2), tmp_path, 1.1, hz=20)
     (fault,) = meter.faults
     assert "node:bmc: GET /redfish/v1/Chassis/1U/EnvironmentMetrics failed" in fault.cause
     assert fault.cause.endswith("(3 retries)")
@@ -107,6 +107,7 @@ def test_a_run_metered_by_redfish_writes_no_password(bmc, in_tmp):
             "meter=redfish",
             f"meter.redfish.host={bmc.url}",
             "meter.sample_hz=20",
+            "meter.trust.span_s=0.3",
             "benchmark.max_steps=20",
             "benchmark.target.threshold=9",
             "run_dir=r",

@@ -94,3 +94,33 @@ def test_judge_by_hand():
     assert judge(slow, 1e-3, 0.05)["verdict"] == "inconclusive"
     no_power = [(t, c, float("nan")) for t, c, _ in rows]
     assert judge(no_power, 1e-3, 0.05)["verdict"] == "inconclusive"
+
+
+def test_div_002_rejudges_the_recorded_trust_check():
+    """A meter claiming measured with a failed or out-of-tolerance check is a finding; the
+    estimated fallback and a passing check are not."""
+    from types import SimpleNamespace
+
+    from harness.submission.group_checks import GroupChecks
+    from harness.submission.ruleset import load_ruleset
+
+    class Checks(GroupChecks):
+        def __init__(self):
+            self.rules, self.found = load_ruleset("v1"), []
+
+        def add(self, rule, file, message):
+            self.found.append((rule, message))
+
+    def findings(provenance, trust, name="amdsmi"):
+        meter = {"name": name, "method": "energy-counter", "provenance": provenance}
+        meter["details"] = {"gpus": [{"domain": "gpu:0", "trust": trust}]}
+        checks = Checks()
+        checks._check_meter_claims(SimpleNamespace(rel="r", result={"meters": [meter]}))
+        return checks.found
+
+    assert findings("measured", {"verdict": "pass", "counter_over_power": 0.01}) == []
+    assert findings("estimated", {"verdict": "fail", "counter_over_power": 0.1}) == []
+    ((rule, message),) = findings("measured", {"verdict": "pass", "counter_over_power": 0.08})
+    assert rule == "DIV-002" and "0.08 against its power" in message and "tolerance 0.05" in message
+    assert findings("measured", {"verdict": "fail", "reason": "went backwards"})[0][0] == "DIV-002"
+    assert findings("estimated", {"verdict": "pass"}, name="ptdaemon")[0][0] == "DIV-002"

@@ -32,7 +32,7 @@ VERDICTS = ("pass", "fail", "inconclusive")
 
 @dataclass(frozen=True)
 class TrustSettings:
-    span_s: float = 1.0
+    span_s: float = 0.5
     tolerance: float = 0.05  # the ruleset's meter_trust.tolerance_frac
     on_mismatch: str = "estimate"  # or "refuse"
     pause_s: float = 0.001  # between reads during the span
