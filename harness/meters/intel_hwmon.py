@@ -116,6 +116,18 @@ class IntelHwmonSource(CounterSource):
     def covers(self) -> set[str]:
         return {f"gpu:{d.bdf}" for d in self.devices}
 
+    def tick_period_s(self) -> dict[str, float]:
+        """None: i915 and xe compute energy1_input at each read from the GPU's energy status
+        register, so it is read as a continuous counter, interpolated between reads at a fixed
+        10 Hz, as RAPL's millisecond ticks are at 10 Hz; the detected period is recorded."""
+        return {}
+
+    def schedules_reads(self) -> bool:
+        return False
+
+    def default_hz(self) -> float:
+        return 10.0
+
     def open(self, t_ns: int) -> None:
         for device in self.devices:
             _read(device.path)  # a root-only file is one line now, not a fault later
