@@ -21,8 +21,8 @@ class FakeBmc:
         self.user, self.password, self.watts, self.refresh_s = user, password, watts, refresh_s
         self.kwh = False  # serve EnergykWh (3 decimals) instead of EnergyJoules
         self.stuck_after_s: float | None = None
-        self.reset_at_s: float | None = None
-        self.hang_after_s: float | None = None
+        self.reset = False  # the BMC restarted its count: energy from zero again
+        self.hang = False  # every authenticated request outlasts the client's timeout
         self.t0 = time.monotonic()
         bmc = self
 
@@ -48,7 +48,7 @@ class FakeBmc:
         if self.stuck_after_s is not None:
             t = min(t, self.stuck_after_s)
         joules = 2.5e6 + self.watts * self.refresh_s * math.floor(t / self.refresh_s)
-        if self.reset_at_s is not None and t > self.reset_at_s:  # the BMC restarted its count
+        if self.reset:
             joules -= 2.5e6
         return joules
 
@@ -89,7 +89,7 @@ class FakeBmc:
             expected = base64.b64encode(f"{self.user}:{self.password}".encode()).decode()
             if request.headers.get("Authorization") != f"Basic {expected}":
                 return self._send(request, 401, {"error": {"code": "Base.1.0.NoValidSession"}})
-            if self.hang_after_s is not None and time.monotonic() - self.t0 > self.hang_after_s:
+            if self.hang:
                 time.sleep(2.0)  # longer than the client's timeout
         doc = self.document(path)
         self._send(request, 200 if doc is not None else 404, doc or {})

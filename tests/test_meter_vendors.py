@@ -7,6 +7,7 @@ scenario says for the reading's own time, within one counter step, whatever the 
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 
@@ -17,7 +18,6 @@ from harness.cli import main
 from harness.errors import MeterError
 from harness.meters.meter import Meter
 from harness.meters.trust import TrustSettings
-from tests.cli_process import tool
 from tests.fake_vendor_libs import amd_scenario, build_libamd_smi, build_libhlml
 from tests.helpers import metered_span
 
@@ -285,11 +285,21 @@ def test_without_the_vendor_library_the_cli_says_so_in_one_line(tmp_path, monkey
     out = capsys.readouterr().out
     for name in ("amdsmi", "hlml", "intel-hwmon", "redfish"):
         assert any(line.startswith(name + " ") for line in out.splitlines()), name
-    # amdsmi prints and raises KeyError at import without its library: a fresh process
-    code, out = tool("run", "meter=amdsmi", "benchmark.max_steps=2", f"run_dir={tmp_path / 'a'}")
-    lines = [line for line in out.splitlines() if line.strip()]
-    assert code == 3 and len(lines) == 1 and "found no libamd_smi.so" in lines[0], out
-    assert "Unable to find" not in out
+    # amdsmi prints and raises KeyError at import without its library: imported afresh here,
+    # the module built over the fake library put back afterwards
+    saved = {k: v for k, v in sys.modules.items() if k == "amdsmi" or k.startswith("amdsmi.")}
+    for name in saved:
+        del sys.modules[name]
+    try:
+        code = main(["run", "meter=amdsmi", "benchmark.max_steps=2", f"run_dir={tmp_path / 'a'}"])
+    finally:
+        for name in [k for k in sys.modules if k == "amdsmi" or k.startswith("amdsmi.")]:
+            del sys.modules[name]
+        sys.modules.update(saved)
+    captured = capsys.readouterr()
+    lines = [line for line in (captured.out + captured.err).splitlines() if line.strip()]
+    assert code == 3 and len(lines) == 1 and "found no libamd_smi.so" in lines[0], lines
+    assert "Unable to find" not in captured.out + captured.err
     # pyhlml loads (and prints on failing to load) its library at hlmlInit: in this process
     assert main(["run", "meter=hlml", "benchmark.max_steps=2", f"run_dir={tmp_path / 'h'}"]) == 3
     captured = capsys.readouterr()
