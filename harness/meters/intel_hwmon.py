@@ -92,6 +92,7 @@ class HwmonGpu(CounterDevice):
 
 class IntelHwmonSource(CounterSource):
     name = "intel-hwmon"
+    fixed_hz = 10.0  # no ticks placed (tick_period_s): CounterSource polls at this rate
 
     def __init__(
         self,
@@ -121,12 +122,6 @@ class IntelHwmonSource(CounterSource):
         register, so it is read as a continuous counter, interpolated between reads at a fixed
         10 Hz, as RAPL's millisecond ticks are at 10 Hz; the detected period is recorded."""
         return {}
-
-    def schedules_reads(self) -> bool:
-        return False
-
-    def default_hz(self) -> float:
-        return 10.0
 
     def open(self, t_ns: int) -> None:
         for device in self.devices:

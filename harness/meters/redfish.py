@@ -202,12 +202,6 @@ class RedfishSource(CounterSource):
     def tick_period_s(self) -> dict[str, float]:
         return {}  # interpolated between readings: a BMC's refresh is not a fixed staircase
 
-    def schedules_reads(self) -> bool:
-        return False
-
-    def default_hz(self) -> float:
-        return self.fixed_hz
-
     def open(self, t_ns: int) -> None:
         self.devices[0].probe(1.0, tick_lock=False)
         check_source(self, self.devices, self.trust)
