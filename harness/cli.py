@@ -220,6 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
     from harness.imports.cli import register as register_imports
 
     register_imports(sub)
+    from harness.history.cli import register as register_history
+
+    register_history(sub)
     return parser
 
 

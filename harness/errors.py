@@ -50,3 +50,10 @@ class SubmissionError(JoulebenchError):
 
     kind = "submission error"
     exit_code = 2
+
+
+class HistoryError(JoulebenchError):
+    """A history database, or a run given to it, that cannot be used as asked."""
+
+    kind = "history error"
+    exit_code = 2

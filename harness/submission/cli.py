@@ -210,7 +210,7 @@ def cmd_score(args: argparse.Namespace) -> int:
     return 0
 
 
-def _tolerance(text: str) -> float:
+def parse_tolerance(text: str) -> float:
     try:
         value = float(text[:-1]) / 100 if text.endswith("%") else float(text)
     except ValueError as exc:
@@ -239,7 +239,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
             raise SubmissionError(
                 f"no result.json under the {name} {path}.", "give run directories or a submission."
             )
-    comparisons, notes = compare(base, cand, _tolerance(args.tolerance))
+    comparisons, notes = compare(base, cand, parse_tolerance(args.tolerance))
     for note in notes:
         print(f"note: {note}")
     for comparison in comparisons:
