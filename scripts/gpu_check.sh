@@ -52,8 +52,8 @@ if [ "$DEVICE" = cpu ]; then
   SCALE=${JB_TIME_SCALE:-1}
   BUDGET_S=${JB_BUDGET_S:-$((1200 * SCALE))}
   SMALL_DENSE=lm-dense-tiny SMALL_MOE=lm-moe-tiny MEDIUM_DENSE=lm-dense-tiny MEDIUM_MOE=lm-moe-tiny
-  PAIR_ARGS=(benchmark.max_steps=100 benchmark.eval_every_steps=10)
-  BENCH_STEPS=20 METER_PAIRS=3 METER_STEPS=20 TINY_STEPS=100 TORCHRUN_STEPS=60
+  PAIR_ARGS=(benchmark.max_steps=70 benchmark.eval_every_steps=10)
+  BENCH_STEPS=20 METER_PAIRS=3 METER_STEPS=20 TINY_STEPS=50 TORCHRUN_STEPS=30
 else
   BUDGET_S=${JB_BUDGET_S:-470}
   SMALL_DENSE=lm-dense-small SMALL_MOE=lm-moe-small MEDIUM_DENSE=lm-dense-medium MEDIUM_MOE=lm-moe-medium

@@ -91,7 +91,7 @@ def runner_of(accelerator: dict) -> dict[str, str]:
         "device_uuids": _joined(s.get("uuid") for s in state),
         "driver": str(accelerator.get("driver") or ""),
         "power_limit_w": limits,
-        "clocks": f"sm max {sm} MHz, mem max {mem} MHz" if sm or mem else "",
+        "clocks": ", ".join(f"{name} max {v} MHz" for name, v in (("sm", sm), ("mem", mem)) if v),
     }
 
 
@@ -101,9 +101,20 @@ def _number(value) -> float | None:
     return float(value) if math.isfinite(value) and value > 0 else None
 
 
+def _system(result: dict, source: str) -> str:
+    """An import's system as its submission names it; a native run's from its devices, so the
+    same machine is one system wherever its run directories were written."""
+    from harness.submission.score import system_of
+
+    if result.get("imported"):
+        return system_of({**result, "_path": source})
+    accelerator = result["system"]["accelerator"]
+    return f"{accelerator.get('count') or 1} x {accelerator.get('model') or 'unknown device'}"
+
+
 def row_of(result: dict, source: str, digest: str) -> Row:
     """One row from a parsed, schema-checked result."""
-    from harness.submission.score import provenance, system_of
+    from harness.submission.score import provenance
 
     accelerator = result["system"]["accelerator"]
     metrics = result.get("metrics") or {}
@@ -116,7 +127,7 @@ def row_of(result: dict, source: str, digest: str) -> Row:
         source=source,
         status=result["status"],
         seed=result.get("seed") if isinstance(result.get("seed"), int) else None,
-        system=system_of({**result, "_path": source}),
+        system=_system(result, source),
         benchmark=result["benchmark"],
         framework=result["workload"]["framework"],
         provenance=provenance(result),
@@ -149,9 +160,10 @@ def load_rows(paths: list[Path]) -> tuple[list[Row], list[str]]:
         for f in found:
             root = top if f != top else f.parent
             try:
-                data = safe_files.read_json(f, RESULT_LIMIT_BYTES, root)
-                digest = safe_files.sha256(f, RESULT_LIMIT_BYTES, root)
-            except (OSError, ValueError) as exc:
+                raw = safe_files.read_bytes(f, RESULT_LIMIT_BYTES, root)  # one read: parse, hash
+                data = safe_files.parse_json(raw.decode("utf-8"), f.name)
+                digest = hashlib.sha256(raw).hexdigest()
+            except (OSError, ValueError) as exc:  # UnicodeDecodeError and UnsafeFile included
                 raise HistoryError(
                     f"{f} cannot be read ({exc}); nothing was added.",
                     "give unedited run directories or submissions.",

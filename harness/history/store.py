@@ -163,20 +163,27 @@ class Store:
 
         return self._backend.write(insert)
 
-    def rows(self, branch: str | None = None, benchmark: str | None = None) -> list[dict]:
-        """Every stored row (on one branch, of one benchmark), oldest commit first."""
+    def rows(
+        self,
+        branch: str | None = None,
+        benchmark: str | None = None,
+        columns: tuple[str, ...] = COLUMN_NAMES,
+    ) -> list[dict]:
+        """Every stored row (on one branch, of one benchmark), oldest commit first: the given
+        columns of it."""
         where, params = [], {}
         for column, value in (("branch", branch), ("benchmark", benchmark)):
             if value is not None:
                 where.append(f"{column} = :{column}")
                 params[column] = value
         sql = (
-            f"SELECT {', '.join(COLUMN_NAMES)} FROM runs"
+            f"SELECT {', '.join(c for c in columns if c in COLUMN_NAMES)} FROM runs"
             + (f" WHERE {' AND '.join(where)}" if where else "")
             + " ORDER BY committed_ts, commit_sha, run_id"
         )
         found = self._backend.read(lambda execute: execute(sql, params))
-        return [dict(zip(COLUMN_NAMES, row, strict=True)) for row in found]
+        names = [c for c in columns if c in COLUMN_NAMES]
+        return [dict(zip(names, row, strict=True)) for row in found]
 
     def branches(self) -> list[str]:
         found = self._backend.read(lambda ex: ex("SELECT DISTINCT branch FROM runs", None))
