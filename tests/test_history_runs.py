@@ -278,8 +278,9 @@ def test_postgresql_keeps_the_same_history(postgres, ten_runs, tmp_path, capsys)
 
 def test_the_example_workflow_replayed_over_ten_pushes(ten_runs, tmp_path, monkeypatch, capsys):
     """scripts/ci/energy-history.yml's `joulebench history` commands, as written there, run for
-    ten pushes to main whose benchmark step made one run each. The check reads average power
-    only (the simulated meter's exact watts; its energy per step follows this CPU's speed)."""
+    ten pushes to main whose benchmark step made one run each. The check and the plot read
+    average power only (the simulated meter's exact watts; its energy per step follows this
+    CPU's speed)."""
     import shlex
 
     import yaml
@@ -304,7 +305,7 @@ def test_the_example_workflow_replayed_over_ten_pushes(ten_runs, tmp_path, monke
             argv = [os.path.expandvars(a) if "$" in a else a for a in shlex.split(line)]
             for name, value in env.items():
                 argv = [a.replace(f"${name}", value) for a in argv]
-            if argv[2] == "check":
+            if argv[2] in ("check", "plot"):  # plot: one PNG a push, not five (time)
                 argv += ["--metric", "avg_power_w"]
             code = main(argv[1:])
             if argv[2] == "check":
@@ -315,3 +316,22 @@ def test_the_example_workflow_replayed_over_ten_pushes(ten_runs, tmp_path, monke
     assert codes == [0, 0, 0, 0, 0, 0, 4, 4, 1, 1]
     summary = Path("history-plots/summary.md").read_text()
     assert "❌ regression" in summary and Path("history-plots/history.csv").is_file()
+
+
+def test_history_loads_no_workload_or_framework(ten_runs, tmp_path, capsys):
+    """Like validate, the history reads result files only: add, check, plot and export in one
+    fresh process import nothing of torch, JAX or the workloads."""
+    db = str(tmp_path / "history.db")
+    add_all(db, ten_runs, capsys)
+    code = (
+        "import sys; from harness.cli import main\n"
+        f"main(['history', 'add', {str(ten_runs[0])!r}, '--db', {db!r}, '--commit', 'x1'])\n"
+        f"main(['history', 'check', '--db', {db!r}])\n"
+        f"main(['history', 'plot', '--db', {db!r}, '-o', {str(tmp_path / 'p')!r}])\n"
+        f"main(['history', 'export', '--db', {db!r}, '--csv', {str(tmp_path / 'h.csv')!r}])\n"
+        "print(sorted(m for m in sys.modules if m.startswith(('workloads', 'torch', 'jax'))))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO)
+    assert out.returncode == 0 and out.stdout.strip().splitlines()[-1] == "[]", (
+        out.stdout + out.stderr
+    )
