@@ -110,9 +110,7 @@ class Points(Sequence):
     def __len__(self) -> int:
         return len(self._commits)
 
-    def __getitem__(self, i):
-        if isinstance(i, slice):
-            return [self[j] for j in range(*i.indices(len(self)))]
+    def __getitem__(self, i: int) -> Point:
         first, _, runner = self._commits[i]
         value = float(self.values[i])
         runs = self._runs[i] if self._runs[i] is not None else [value]
@@ -261,8 +259,7 @@ def check_series(key: tuple, metric: str, points: Points, tolerance: float) -> S
 
 
 def _against(metric: str, effect, low, high, tolerance: float) -> str:
-    worse_low = _worse(metric, effect, low, high)[1]
-    worse_high = _worse(metric, effect, low, high)[2]
+    _, worse_low, worse_high = _worse(metric, effect, low, high)
     if worse_low > tolerance:
         return "regression"
     return "ok" if worse_high <= tolerance else "inconclusive"

@@ -18,27 +18,26 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.errors import HistoryError
+from harness.submission.compare import METRICS as COMPARE_METRICS
+from harness.submission.score import RESULT_LIMIT_BYTES
 
-# (name, how to read it from a result, True if higher is better, unit)
+# `compare`'s metrics (name, how to read it from a result, True if higher is better) and power
 METRICS = (
-    (
-        "energy_per_step_j",
-        lambda m: (m.get("energy_per_step") or {}).get("mean_j"),
-        False,
-        "J/step",
-    ),
-    ("tokens_per_joule", lambda m: m.get("tokens_per_joule"), True, "tokens/J"),
-    ("throughput_tokens_per_s", lambda m: m.get("throughput_tokens_per_s"), True, "tokens/s"),
-    ("energy_to_target_j", lambda m: m.get("energy_to_target_j"), False, "J"),
-    ("avg_power_w", lambda m: m.get("avg_power_w"), False, "W"),
+    *COMPARE_METRICS,
+    ("avg_power_w", lambda r: r["metrics"].get("avg_power_w"), False),
 )
+UNITS = {
+    "energy_per_step_j": "J/step",
+    "tokens_per_joule": "tokens/J",
+    "throughput_tokens_per_s": "tokens/s",
+    "energy_to_target_j": "J",
+    "avg_power_w": "W",
+}
 METRIC_NAMES = tuple(name for name, *_ in METRICS)
-HIGHER_IS_BETTER = {name: better for name, _, better, _ in METRICS}
-UNITS = {name: unit for name, *_, unit in METRICS}
+HIGHER_IS_BETTER = {name: better for name, _, better in METRICS}
 SERIES_KEY = ("system", "benchmark", "framework", "provenance", "config_hash")
 RUNNER_KEY = ("device_uuids", "driver", "power_limit_w", "clocks")
 USABLE_STATUSES = ("success", "target_not_reached")  # a run that ended, whatever its target
-RESULT_LIMIT_BYTES = 64 << 20  # ruleset v1's max_json_bytes; a result.json is ~100 kB
 
 
 @dataclass(frozen=True)
@@ -117,9 +116,8 @@ def row_of(result: dict, source: str, digest: str) -> Row:
     from harness.submission.score import provenance
 
     accelerator = result["system"]["accelerator"]
-    metrics = result.get("metrics") or {}
-    values = {name: _number(read(metrics)) for name, read, *_ in METRICS}
-    if not metrics.get("reached_target"):
+    values = {name: _number(read(result)) for name, read, _ in METRICS}
+    if not result["metrics"].get("reached_target"):
         values["energy_to_target_j"] = None
     return Row(
         run_id=str(result["run_id"]),
@@ -174,7 +172,7 @@ def load_rows(paths: list[Path]) -> tuple[list[Row], list[str]]:
                     f"{f} is not a joulebench result ({problems[0]}); nothing was added.",
                     "`joulebench validate` names every problem; give unedited run directories.",
                 )
-            if data["status"] not in USABLE_STATUSES:
+            if data["status"] not in USABLE_STATUSES or not isinstance(data["metrics"], dict):
                 notes.append(f"{f.parent}: status {data['status']}, not added")
                 continue
             row = row_of(data, str(f.parent), digest)
