@@ -53,11 +53,13 @@ if [ "$DEVICE" = cpu ]; then
   BUDGET_S=${JB_BUDGET_S:-$((1200 * SCALE))}
   SMALL_DENSE=lm-dense-tiny SMALL_MOE=lm-moe-tiny MEDIUM_DENSE=lm-dense-tiny MEDIUM_MOE=lm-moe-tiny
   PAIR_ARGS=(benchmark.max_steps=70 benchmark.eval_every_steps=10)
+  PROBE_ARGS=(--tick-seconds 1 --source-seconds 1.5)  # the fake ticks every 0.1 s
   BENCH_STEPS=20 METER_PAIRS=3 METER_STEPS=20 TINY_STEPS=50 TORCHRUN_STEPS=30
 else
   BUDGET_S=${JB_BUDGET_S:-470}
   SMALL_DENSE=lm-dense-small SMALL_MOE=lm-moe-small MEDIUM_DENSE=lm-dense-medium MEDIUM_MOE=lm-moe-medium
   PAIR_ARGS=()
+  PROBE_ARGS=()
   BENCH_STEPS=60 METER_PAIRS=7 METER_STEPS=400 TINY_STEPS=400 TORCHRUN_STEPS=300
 fi
 
@@ -107,7 +109,7 @@ step_cmd() {
       else
         echo "no nvidia-smi here (the rehearsal's GPU is the fake NVML)"
       fi ;;
-    probe) python3 scripts/nvml_probe.py --out "$W/gpu/probe.json" ;;
+    probe) python3 scripts/nvml_probe.py --out "$W/gpu/probe.json" "${PROBE_ARGS[@]}" ;;
     meters) python3 -m harness.cli meters ;;
     gpu_tests) python3 -m pytest -q -m gpu tests/test_gpu.py -p no:cacheprovider ;;
     meter_bench)
